@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Build the lab's Kubernetes binaries from source through the Go module proxy, once per version.
+#
+# Output: $K8SNB_CACHE/<K8S_VERSION>/bin/{kube-apiserver,...,etcd,kwok} plus SHA256SUMS.
+# Idempotent: a binary already present and matching SHA256SUMS is not rebuilt.
+#
+# `go install k8s.io/kubernetes/cmd/...@v1.37.2` is refused because that module's go.mod replaces
+# its staging modules with local paths. A small wrapper module that requires k8s.io/kubernetes and
+# maps each staging module to its published v0.X release builds the same code. etcd's server/v3
+# module carries replace directives too, so it gets its own wrapper; kwok builds directly.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+
+cache=${K8SNB_CACHE:-$HOME/.cache/k8snb}
+out="$cache/$K8S_VERSION/bin"
+work="$cache/$K8S_VERSION/src"
+mkdir -p "$out" "$work"
+
+command -v go >/dev/null || { echo "k8snb lab build: Go is not installed (need Go >= 1.26 to build Kubernetes $K8S_VERSION from source)" >&2; exit 2; }
+
+KUBE_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
+wanted=("$@")
+[ ${#wanted[@]} -gt 0 ] || wanted=("${KUBE_COMPONENTS[@]}" etcd kwok)
+
+export CGO_ENABLED=0 GOFLAGS=-mod=mod
+build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+have() {  # have NAME: the binary exists and matches its recorded checksum
+  [ -x "$out/$1" ] && [ -f "$out/SHA256SUMS" ] && grep -q " $1\$" "$out/SHA256SUMS" &&
+    (cd "$out" && grep " $1\$" SHA256SUMS | sha256sum --quiet -c - >/dev/null 2>&1)
+}
+
+record() {  # record NAME: store the binary's checksum
+  touch "$out/SHA256SUMS"
+  grep -v " $1\$" "$out/SHA256SUMS" > "$out/SHA256SUMS.new" || true
+  (cd "$out" && sha256sum "$1") >> "$out/SHA256SUMS.new"
+  mv "$out/SHA256SUMS.new" "$out/SHA256SUMS"
+}
+
+kube_module() {
+  local dir="$work/kubernetes"
+  mkdir -p "$dir"
+  [ -f "$dir/go.mod" ] && return
+  curl -fsS "$(go env GOPROXY | cut -d, -f1)/k8s.io/kubernetes/@v/$K8S_VERSION.mod" -o "$dir/upstream.mod"
+  {
+    echo "module k8snb.local/kubernetes-build"
+    echo
+    echo "go 1.26.0"
+    echo
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    echo
+    echo "replace ("
+    sed -n '/^replace (/,/^)/p' "$dir/upstream.mod" | awk '/=>/ {print "\t" $1 " => " $1 " '"$STAGING_VERSION"'"}'
+    echo ")"
+  } > "$dir/go.mod.new"
+  mv "$dir/go.mod.new" "$dir/go.mod"
+}
+
+ldflags_kube() {
+  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  local x
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    x+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    x+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
+  done
+  echo "-s -w$x"
+}
+
+build_kube() {
+  kube_module
+  (cd "$work/kubernetes" && go build -trimpath -ldflags "$(ldflags_kube)" -o "$out/$1.tmp" "k8s.io/kubernetes/cmd/$1")
+}
+
+build_etcd() {
+  local dir="$work/etcd"
+  mkdir -p "$dir"
+  cat > "$dir/go.mod" <<MOD
+module k8snb.local/etcd-build
+
+go 1.26.0
+
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+MOD
+  (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3)
+}
+
+build_kwok() {
+  local dir="$work/kwok"
+  mkdir -p "$dir"
+  cat > "$dir/go.mod" <<MOD
+module k8snb.local/kwok-build
+
+go 1.26.0
+
+require sigs.k8s.io/kwok $KWOK_VERSION
+MOD
+  (cd "$dir" && go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" -o "$out/kwok.tmp" sigs.k8s.io/kwok/cmd/kwok)
+}
+
+for name in "${wanted[@]}"; do
+  if have "$name"; then echo "k8snb lab build: $name $K8S_VERSION cached"; continue; fi
+  start=$(date +%s)
+  echo "k8snb lab build: building $name ..."
+  case "$name" in
+    etcd) build_etcd ;;
+    kwok) build_kwok ;;
+    kube-*|kubectl|kubelet) build_kube "$name" ;;
+    *) echo "k8snb lab build: unknown component '$name'" >&2; exit 2 ;;
+  esac
+  mv "$out/$name.tmp" "$out/$name"
+  record "$name"
+  echo "k8snb lab build: $name built in $(( $(date +%s) - start ))s"
+done
