@@ -11,8 +11,15 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+requested=${K8S_VERSION:-}
 # shellcheck source=versions.env
 . "$here/versions.env"
+if [ -n "$requested" ] && [ "$requested" != "$K8S_VERSION" ]; then
+  # Another Kubernetes release than the pin: derive its staging and etcd versions from it.
+  K8S_VERSION=$requested
+  STAGING_VERSION=v0.${K8S_VERSION#v1.}
+  ETCD_VERSION=
+fi
 
 cache=${K8SNB_CACHE:-$HOME/.cache/k8snb}
 out="$cache/$K8S_VERSION/bin"
@@ -75,6 +82,10 @@ build_kube() {
 }
 
 build_etcd() {
+  if [ -z "$ETCD_VERSION" ]; then
+    kube_module
+    ETCD_VERSION=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$work/kubernetes/upstream.mod")
+  fi
   local dir="$work/etcd"
   mkdir -p "$dir"
   cat > "$dir/go.mod" <<MOD

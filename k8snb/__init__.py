@@ -1,0 +1,1 @@
+"""k8snb: helpers for the hands-on Kubernetes networking course."""

@@ -1,0 +1,323 @@
+"""Address analysis: which network model a cluster uses, and how many addresses it needs.
+
+Section 2 of the article contrasts two clusters. On EKS the AWS VPC CNI gives pods addresses from the
+nodes' own VPC range (pod 10.110.23.249 on node 10.110.24.222): the network is flat. On a native
+kubespray cluster pods live in a range of their own (pod 10.233.104.127 on node 192.168.1.101), so
+traffic between nodes is routed or encapsulated at the node. Everything here is pure: plain strings
+in, a frozen dataclass or a DataFrame out, so the notebooks can reason about a live cluster and the
+tests can check the reasoning without one.
+"""
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import pandas as pd
+
+from .errors import InvalidInput
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# A VPC, a LAN or a Docker network is at least a /16 in practice (AWS allows /16 as the largest
+# VPC, Docker and kind default to /16, home and office LANs sit inside 192.168.0.0/16). Three nodes
+# at .2, .3 and .4 share a /29, but that /29 is not "the node network": pods elsewhere in the /16
+# are still on it. So the inferred IPv4 node network is never narrower than this.
+IPV4_NODE_NETWORK_PREFIX = 16
+# An IPv6 LAN segment is a /64 (RFC 4291 interface identifiers, SLAAC): the same reasoning.
+IPV6_NODE_NETWORK_PREFIX = 64
+
+# Share of pod IPs inside the node network above which the model is flat, and below which it is
+# separate. The margins tolerate a few outliers (a host-network pod the caller did not filter,
+# a pod on a secondary range with EKS custom networking) without hiding a real mix.
+FLAT_MIN_SHARE = 0.9
+SEPARATE_MAX_SHARE = 0.1
+
+MODEL_LABELS = MappingProxyType({
+    "flat": "flat (pods on the node network, like the AWS VPC CNI)",
+    "separate": "separate pod range (like Calico, Flannel, kindnet, kubespray)",
+    "mixed": "mixed (some pods on the node network, some on another range)",
+    "unknown": "unknown (no pod IPs or podCIDRs to compare with the node network)",
+})
+
+# kube-system DaemonSet name prefixes of common CNI plugins, in the order they are tried. aws-node
+# comes first because on EKS it keeps the address management even when Calico (policy only) or
+# Cilium (chaining mode) run beside it; Canal is Calico plus Flannel under its own name.
+CNI_DAEMONSETS: tuple[tuple[str, str], ...] = (
+    ("aws-node", "AWS VPC CNI"),
+    ("canal", "Canal"),
+    ("calico-node", "Calico"),
+    ("kube-flannel", "Flannel"),
+    ("cilium", "Cilium"),
+    ("kindnet", "kindnet"),
+    ("weave-net", "Weave Net"),
+    ("kube-router", "kube-router"),
+    ("antrea-agent", "Antrea"),
+    ("ovnkube-node", "OVN-Kubernetes"),
+)
+UNKNOWN_CNI = "unknown (no known CNI DaemonSet in kube-system)"
+
+# host-local IPAM (used by kindnet, Flannel and the bridge plugin) never hands out the network
+# address nor the gateway (the first address, given to the node's bridge), nor on IPv4 the
+# broadcast address.
+HOST_LOCAL_RESERVED_IPV4 = 3
+HOST_LOCAL_RESERVED_IPV6 = 2
+
+# Instance type -> (ENIs, IPv4 addresses per ENI), from AWS's "IP addresses per network interface
+# per instance type" table; a handful of types the course's examples use.
+AWS_ENI_LIMITS = MappingProxyType({
+    "t3.medium": (3, 6),
+    "t3.large": (3, 12),
+    "m5.large": (3, 10),
+    "m5.xlarge": (4, 15),
+    "c5.xlarge": (4, 15),
+    "m5.4xlarge": (8, 30),
+})
+# Pods on the host network (aws-node and kube-proxy) use the node's primary address, so the
+# max-pods formula adds them on top of the ENI secondary addresses.
+AWS_HOST_NETWORK_PODS = 2
+
+PERCENT = 100
+
+
+def _address(value: str) -> Address:
+    try:
+        return ipaddress.ip_address(value.strip())
+    except (AttributeError, ValueError):
+        raise InvalidInput(f"{value!r} is not an IP address (expected e.g. '10.244.1.5')") from None
+
+
+def _network(value: str) -> Network:
+    try:
+        return ipaddress.ip_network(value.strip(), strict=False)
+    except (AttributeError, ValueError):
+        raise InvalidInput(f"{value!r} is not a CIDR range (expected e.g. '10.244.0.0/16')") from None
+
+
+def _same_family(items: Sequence) -> list:
+    """Keep the items of the first item's family: dual-stack nodes list an IPv4 and an IPv6 entry."""
+    return [item for item in items if item.version == items[0].version]
+
+
+def _common_network(first: int, last: int, version: int, max_prefix: int) -> Network:
+    """The smallest network holding the integer addresses first..last, at most `max_prefix` long."""
+    bits = ipaddress.IPV4LENGTH if version == 4 else ipaddress.IPV6LENGTH
+    prefix = min(bits - (first ^ last).bit_length(), max_prefix)
+    return ipaddress.ip_network((first, prefix), strict=False)
+
+
+def node_network(node_ips: list[str], widest_prefix: int = IPV4_NODE_NETWORK_PREFIX) -> Network | None:
+    """The network the nodes sit on, as far as their addresses tell: None without node IPs.
+
+    It is the smallest network holding every node IP, widened to at least `widest_prefix` (/64 for
+    IPv6) because a real node network is never as narrow as the few addresses a small cluster uses.
+    When the cluster knows better (the lab's subnet, the VPC's CIDR) pass that to `classify()`.
+    """
+    addresses = _same_family([_address(ip) for ip in node_ips])
+    if not addresses:
+        return None
+    max_prefix = widest_prefix if addresses[0].version == 4 else IPV6_NODE_NETWORK_PREFIX
+    values = [int(a) for a in addresses]
+    return _common_network(min(values), max(values), addresses[0].version, max_prefix)
+
+
+def pod_range(pod_cidrs: list[str]) -> Network | None:
+    """The smallest range holding every node's podCIDR: None without podCIDRs.
+
+    This is what the cluster's pod range spans at least; the configured range (kube-controller-
+    manager's --cluster-cidr) may be wider, since nodes not created yet get podCIDRs from it too.
+    """
+    networks = _same_family([_network(cidr) for cidr in pod_cidrs])
+    if not networks:
+        return None
+    first = min(int(n.network_address) for n in networks)
+    last = max(int(n.broadcast_address) for n in networks)
+    widest = min(n.prefixlen for n in networks)
+    return _common_network(first, last, networks[0].version, widest)
+
+
+@dataclass(frozen=True)
+class NetworkModel:
+    """The verdict on a cluster's network model, with the numbers that support it."""
+
+    model: str
+    node_network: str | None
+    pod_range: str | None
+    pods_in_node_network: int
+    pods_considered: int
+    reason: str
+
+    @property
+    def label(self) -> str:
+        """The model in words a learner can match to the article (flat like EKS, or separate)."""
+        return MODEL_LABELS[self.model]
+
+
+def _verdict_from_pod_ips(node_net: Network, pods: list[Address], pod_net: Network | None) -> tuple[str, int, str]:
+    inside = sum(ip in node_net for ip in pods)
+    own_range = f" ({pod_net} at least)" if pod_net else ""
+    share = inside / len(pods)
+    counted = f"{inside} of {len(pods)} pod IPs ({share:.0%}) lie inside the node network {node_net}"
+    if share >= FLAT_MIN_SHARE:
+        return "flat", inside, f"{counted}, so pods take their addresses from the nodes' own range."
+    if share <= SEPARATE_MAX_SHARE:
+        return "separate", inside, (
+            f"{counted}, so pods use a range of their own{own_range} and traffic between nodes is routed or "
+            "encapsulated at the node."
+        )
+    return "mixed", inside, f"{counted}: some pods use node addresses and others a separate range."
+
+
+def _verdict_from_pod_cidrs(node_net: Network, pods: Network) -> tuple[str, str]:
+    where = f"The nodes' podCIDRs span {pods} and the node network is {node_net}"
+    if pods.version == node_net.version and pods.subnet_of(node_net):
+        return "flat", f"{where}: pod addresses come from the node network (no pod IPs to count yet)."
+    if pods.version != node_net.version or not pods.overlaps(node_net):
+        return "separate", f"{where}: pods get a range of their own (no pod IPs to count yet)."
+    return "mixed", f"{where}: the two ranges overlap only in part (no pod IPs to count yet)."
+
+
+def classify(
+    node_ips: list[str],
+    pod_ips: list[str],
+    pod_cidrs: Sequence[str] = (),
+    node_subnet: str | None = None,
+) -> NetworkModel:
+    """Decide whether pods sit on the node network (flat) or on a range of their own (separate).
+
+    `pod_ips` are the IPs of pods NOT on the host network (those share the node's address and would
+    make any cluster look flat); the caller filters them. The node network is `node_subnet` when
+    given, else inferred from the node IPs by `node_network()`: nodes spread over very distant
+    addresses infer a wide network, so pass the real subnet when it is known. The verdict counts the
+    pod IPs of the node network's family (a dual-stack pod's other address says nothing about it);
+    with none yet it compares the nodes' podCIDRs to the node network.
+    """
+    node_net = _network(node_subnet) if node_subnet else node_network(node_ips)
+    pods = [ip for ip in map(_address, pod_ips) if node_net is None or ip.version == node_net.version]
+    pod_net = pod_range(list(pod_cidrs))
+    node_text = str(node_net) if node_net else None
+    pod_text = str(pod_net) if pod_net else None
+    if node_net is None:
+        return NetworkModel("unknown", None, pod_text, 0, len(pods),
+                            "No node IP or node subnet was given, so there is no node network to compare with.")
+    if pods:
+        model, inside, reason = _verdict_from_pod_ips(node_net, pods, pod_net)
+        return NetworkModel(model, node_text, pod_text, inside, len(pods), reason)
+    if pod_net is not None:
+        model, reason = _verdict_from_pod_cidrs(node_net, pod_net)
+        return NetworkModel(model, node_text, pod_text, 0, 0, reason)
+    return NetworkModel("unknown", node_text, None, 0, 0,
+                        f"No pod IPs and no podCIDRs were given to compare with the node network {node_net}.")
+
+
+def article_samples() -> pd.DataFrame:
+    """The two `kubectl get pod -o wide` samples of the article's section 2, as data."""
+    return pd.DataFrame([
+        {"cluster": "EKS (AWS VPC CNI)", "pod": "nginx-hello-7d95c6dbcb-8dnbs", "pod_ip": "10.110.23.249",
+         "node": "ip-10-110-24-222.ap-southeast-1.compute.internal", "node_ip": "10.110.24.222"},
+        {"cluster": "native (kubespray)", "pod": "netshoot-796845c847-t888l", "pod_ip": "10.233.104.127",
+         "node": "master1", "node_ip": "192.168.1.101"},
+    ])
+
+
+def article_verdicts() -> pd.DataFrame:
+    """`classify()` applied to each article sample: what the learner's own cluster is compared to."""
+    rows = []
+    for sample in article_samples().itertuples(index=False):
+        verdict = classify([sample.node_ip], [sample.pod_ip])
+        rows.append({"cluster": sample.cluster, "model": verdict.model, "reason": verdict.reason})
+    return pd.DataFrame(rows)
+
+
+def guess_cni(daemonset_names: Iterable[str]) -> str:
+    """Name the CNI plugin from the kube-system DaemonSet names (first match in CNI_DAEMONSETS).
+
+    The table's order, not the API's listing order, decides between several matches, so the answer
+    is the same on every run.
+    """
+    names = list(daemonset_names)
+    for prefix, plugin in CNI_DAEMONSETS:
+        if any(name.startswith(prefix) for name in names):
+            return plugin
+    return UNKNOWN_CNI
+
+
+def addresses(cidr: str) -> int:
+    """Total addresses in a range: a /20 holds 4096 (the article's minimum VPC advice for EKS)."""
+    return _network(cidr).num_addresses
+
+
+def usable_pod_ips(cidr: str) -> int:
+    """Pod addresses one node's podCIDR provides with host-local IPAM: 253 on a /24.
+
+    Assumes the bridge/ptp plugins with host-local IPAM (kindnet, Flannel, kubenet): it skips the
+    network address, the gateway (the first address, kept for the node side) and, on IPv4, the
+    broadcast address. Calico's block IPAM and the AWS VPC CNI's ENI slots count differently.
+    """
+    network = _network(cidr)
+    reserved = HOST_LOCAL_RESERVED_IPV4 if network.version == 4 else HOST_LOCAL_RESERVED_IPV6
+    return max(network.num_addresses - reserved, 0)
+
+
+def aws_max_pods(enis: int, ipv4_per_eni: int) -> int:
+    """EKS max pods per node with the VPC CNI, without prefix delegation.
+
+    AWS's formula: each ENI's primary address is the ENI's own, the others go to pods, and two
+    host-network pods (aws-node, kube-proxy) come on top: enis * (ipv4_per_eni - 1) + 2.
+    """
+    for name, value in (("enis", enis), ("ipv4_per_eni", ipv4_per_eni)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidInput(f"{name} must be a whole number of at least 1, got {value!r}")
+    return enis * (ipv4_per_eni - 1) + AWS_HOST_NETWORK_PODS
+
+
+def aws_max_pods_table() -> pd.DataFrame:
+    """`aws_max_pods()` for the instance types in AWS_ENI_LIMITS (instance_type, enis, ...)."""
+    return pd.DataFrame([
+        {"instance_type": kind, "enis": enis, "ipv4_per_eni": per_eni, "max_pods": aws_max_pods(enis, per_eni)}
+        for kind, (enis, per_eni) in AWS_ENI_LIMITS.items()
+    ])
+
+
+@dataclass(frozen=True)
+class VpcCapacity:
+    """Whether a flat-model VPC range holds the nodes and their pods, with the numbers."""
+
+    cidr: str
+    addresses: int
+    nodes: int
+    pods_per_node: int
+    used: int
+    share: float
+    fits: bool
+    summary: str
+
+
+def vpc_capacity(vpc_cidr: str, nodes: int, pods_per_node: int) -> VpcCapacity:
+    """Addresses a flat network (AWS VPC CNI) consumes: one per node plus one per pod.
+
+    A lower bound: AWS also reserves five addresses in every subnet, and the VPC CNI keeps a warm
+    pool of spare addresses on each node, so real usage runs higher.
+    """
+    for name, value in (("nodes", nodes), ("pods_per_node", pods_per_node)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidInput(f"{name} must be a whole number of at least 0, got {value!r}")
+    network = _network(vpc_cidr)
+    used = nodes * pods_per_node + nodes
+    share = used / network.num_addresses
+    fits = used <= network.num_addresses
+    summary = (
+        f"/{network.prefixlen} = {network.num_addresses} addresses: {nodes} nodes x {pods_per_node} pods"
+        f" + {nodes} nodes = {used} used ({share * PERCENT:.0f}%), "
+        + ("fits" if fits else "does not fit")
+    )
+    return VpcCapacity(str(network), network.num_addresses, nodes, pods_per_node, used, share, fits, summary)
+
+
+def contains(cidr: str | None, ip: str | None) -> bool | None:
+    """Whether `ip` lies in `cidr`; None when either is missing (an unknown, not a no)."""
+    if not cidr or not ip:
+        return None
+    return _address(ip) in _network(cidr)

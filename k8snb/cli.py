@@ -1,0 +1,115 @@
+"""The `k8snb` command: the lab's life cycle, the course's checks, handouts and cleanup.
+
+Every failure the package raises on purpose prints as one line `k8snb: <message>` and exits 1;
+bad usage exits 2 (argparse).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .errors import K8snbError
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from . import lab
+    from .lab.plan import LabPlan
+
+    if args.action == "up":
+        nodes = args.nodes or ("real" if os.geteuid() == 0 else "kwok")
+        if nodes == "real" and os.geteuid() != 0:
+            raise K8snbError("real nodes need root (network namespaces, containerd, iptables); "
+                             "run as root, or use `k8snb lab up --nodes kwok` for simulated nodes")
+        plan = LabPlan(nodes_mode=nodes, pod_cidr=args.pod_cidr, service_cidr=args.service_cidr,
+                       api_port=args.port, network=args.network)
+        st = lab.up(plan, version=args.version, rebuild=args.rebuild, merge_kubeconfig=args.merge_kubeconfig)
+        print("\n".join(st.lines()))
+        return 0 if st.running else 1
+    if args.action == "down":
+        lab.down()
+        return 0
+    if args.action == "status":
+        st = lab.status()
+        print("\n".join(st.lines()))
+        return 0 if st.running else 3
+    if args.action == "kubeconfig":
+        print(lab.kubeconfig_path())
+        return 0
+    raise AssertionError(args.action)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import doctor
+
+    report = doctor(context=args.context)
+    print(report.to_string(index=False))
+    return 0 if report.attrs.get("can_run") else 1
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    from .cluster import connect
+    from .manifests import cleanup
+
+    removed = cleanup(connect(args.context, quiet=True), namespaces=args.namespace or None)
+    print(removed.to_string(index=False) if len(removed) else "k8snb: nothing of the course to clean up")
+    return 0
+
+
+def _handouts(args: argparse.Namespace) -> int:
+    from .handouts import build_handouts
+
+    index = build_handouts(output=args.output, notebooks=args.notebooks, context=args.context)
+    print(f"k8snb: handouts written; open {index}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="k8snb", description="Kubernetes networking course helpers")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    lab = sub.add_parser("lab", help="the offline lab cluster built from Kubernetes' sources")
+    lab.add_argument("action", choices=["up", "down", "status", "kubeconfig"])
+    lab.add_argument("--nodes", choices=["kwok", "real"], help="simulated (kwok) or real nodes "
+                     "(default: real as root, kwok otherwise)")
+    lab.add_argument("--network", choices=["routed", "flat"], default="routed",
+                     help="separate pod range (routed) or pods on the node subnet (flat)")
+    lab.add_argument("--pod-cidr", default="10.244.0.0/16")
+    lab.add_argument("--service-cidr", default="10.96.0.0/16")
+    lab.add_argument("--port", type=int, default=6443, help="kube-apiserver's port on 127.0.0.1")
+    lab.add_argument("--version", help="Kubernetes version (default: the pin in lab/versions.env)")
+    lab.add_argument("--rebuild", action="store_true", help="fetch or build the binaries again")
+    lab.add_argument("--merge-kubeconfig", action="store_true", help="also add the lab's context to ~/.kube/config")
+    lab.set_defaults(func=_lab)
+
+    doc = sub.add_parser("doctor", help="can this cluster run the course? one table of checks")
+    doc.add_argument("--context")
+    doc.set_defaults(func=_doctor)
+
+    clean = sub.add_parser("cleanup", help="delete what the course created (label app.kubernetes.io/part-of=k8snb)")
+    clean.add_argument("--context")
+    clean.add_argument("--namespace", action="append", help="limit to these namespaces (repeatable)")
+    clean.set_defaults(func=_cleanup)
+
+    ho = sub.add_parser("handouts", help="execute the notebooks and export HTML handouts")
+    ho.add_argument("--output", default="handouts")
+    ho.add_argument("--context")
+    ho.add_argument("notebooks", nargs="*", help="notebooks to run (default: notebooks/*.ipynb)")
+    ho.set_defaults(func=_handouts)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except K8snbError as exc:
+        print(f"k8snb: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("k8snb: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

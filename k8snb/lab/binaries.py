@@ -1,0 +1,220 @@
+"""The lab's binaries: take them from the cache, download them, or build them from source.
+
+Order of preference, each step only when the previous one has nothing:
+1. the cache, `~/.cache/k8snb/<k8s-version>/bin/`, every file checked against its SHA256SUMS;
+2. a download with sha256 check: official release URLs, or `K8SNB_DOWNLOAD_BASE` (a flat mirror
+   serving `<name>` and `<name>.sha256`, which is how Binder and the tests use it);
+3. a build from source with `lab/build.sh` through the Go module proxy.
+A machine without internet (this project's CI) fails step 2 within seconds and builds.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import LabError
+from .plan import cache_dir
+
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+KWOK = ("kwok",)
+NODE = ("kubelet", "kube-proxy")
+#: Seconds to wait for a download server before falling back to building: long enough for a slow
+#: link to answer, short enough that an offline machine moves on at once.
+PROBE_TIMEOUT = 5.0
+_VERSION = re.compile(r"^v1\.\d+\.\d+$")
+
+
+def recipes_dir() -> Path:
+    """The repository's `lab/` folder (build recipe and pinned versions)."""
+    env = os.environ.get("K8SNB_LAB_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "lab"
+
+
+def pinned_versions() -> dict[str, str]:
+    """`lab/versions.env` as a dict (K8S_VERSION, ETCD_VERSION, KWOK_VERSION ...)."""
+    path = recipes_dir() / "versions.env"
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "=" in line:
+            key, value = line.split("=", 1)
+            out[key.strip()] = value.strip()
+    return out
+
+
+@dataclass(frozen=True)
+class Binaries:
+    version: str
+    directory: Path
+
+    def __getitem__(self, name: str) -> str:
+        return str(self.directory / name)
+
+
+def bin_dir(version: str) -> Path:
+    return cache_dir() / version / "bin"
+
+
+def _sums(directory: Path) -> dict[str, str]:
+    path = directory / "SHA256SUMS"
+    if not path.exists():
+        return {}
+    return {name: digest for digest, name in (line.split(None, 1) for line in path.read_text().splitlines() if line.strip())}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _record(directory: Path, name: str, digest: str) -> None:
+    sums = _sums(directory)
+    sums[name] = digest
+    (directory / "SHA256SUMS").write_text("".join(f"{d}  {n}\n" for n, d in sorted(sums.items())))
+
+
+def check_cached(version: str, names: tuple[str, ...]) -> list[str]:
+    """Names missing from the cache; raise LabError for a cached binary that fails its checksum."""
+    directory = bin_dir(version)
+    sums = _sums(directory)
+    missing = []
+    for name in names:
+        path = directory / name
+        if not path.exists() or name not in sums:
+            missing.append(name)
+        elif _sha256(path) != sums[name]:
+            raise LabError(
+                f"the cached {name} at {path} fails its sha256 check (truncated or corrupted); "
+                "run `k8snb lab up --rebuild` to fetch or build it again"
+            )
+    return missing
+
+
+def _official_urls(name: str, v: dict[str, str]) -> tuple[str, str]:
+    k8s, arch = v["K8S_VERSION"], "amd64"
+    base = os.environ.get("K8SNB_RELEASE_BASE", "https://dl.k8s.io/release")
+    if name == "etcd":
+        e = v["ETCD_VERSION"]
+        url = f"https://github.com/etcd-io/etcd/releases/download/{e}/etcd-{e}-linux-{arch}.tar.gz"
+        return url, url.rsplit("/", 1)[0] + "/SHA256SUMS"
+    if name == "kwok":
+        url = f"https://github.com/kubernetes-sigs/kwok/releases/download/{v['KWOK_VERSION']}/kwok-linux-{arch}"
+        return url, url + ".sha256"
+    url = f"{base}/{k8s}/bin/linux/{arch}/{name}"
+    return url, url + ".sha256"
+
+
+def _fetch(url: str, timeout: float) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (https or a local mirror)
+        return resp.read()
+
+
+def download(version: str, names: list[str], log=print) -> list[str]:
+    """Download what it can with sha256 checks; return the names still missing."""
+    v = pinned_versions()
+    v["K8S_VERSION"] = version
+    mirror = os.environ.get("K8SNB_DOWNLOAD_BASE")
+    directory = bin_dir(version)
+    directory.mkdir(parents=True, exist_ok=True)
+    missing = []
+    for name in names:
+        if mirror:
+            url, sum_url = f"{mirror.rstrip('/')}/{name}", f"{mirror.rstrip('/')}/{name}.sha256"
+        else:
+            url, sum_url = _official_urls(name, v)
+        try:
+            sums = _fetch(sum_url, PROBE_TIMEOUT).decode()
+            data = _fetch(url, 300)
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            log(f"k8snb lab: cannot download {name} from {url} ({getattr(exc, 'reason', exc)}); will build it")
+            missing.append(name)
+            continue
+        want = _expected_digest(sums, url.rsplit("/", 1)[-1])
+        got = hashlib.sha256(data).hexdigest()
+        if want != got:
+            raise LabError(f"downloaded {name} from {url} has sha256 {got}, expected {want}: refusing to use it")
+        target = directory / name
+        if url.endswith(".tar.gz"):
+            data = _extract(data, name, directory)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.chmod(0o755)
+        tmp.replace(target)
+        _record(directory, name, hashlib.sha256(data).hexdigest())
+        log(f"k8snb lab: downloaded {name} ({len(data) >> 20} MiB, sha256 ok)")
+    return missing
+
+
+def _expected_digest(sums_text: str, filename: str) -> str:
+    lines = [line.split() for line in sums_text.splitlines() if line.strip()]
+    if len(lines) == 1 and len(lines[0]) == 1:
+        return lines[0][0]
+    for parts in lines:
+        if len(parts) >= 2 and parts[-1].lstrip("*").endswith(filename):
+            return parts[0]
+    raise LabError(f"no sha256 for {filename} in the published checksums")
+
+
+def _extract(tarball: bytes, name: str, directory: Path) -> bytes:
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(tarball)) as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name.rsplit("/", 1)[-1] == name:
+                f = tar.extractfile(member)
+                assert f is not None
+                return f.read()
+    raise LabError(f"the etcd release archive has no '{name}' binary")
+
+
+def build(version: str, names: list[str], log=print) -> None:
+    """Build `names` from source with lab/build.sh; clear errors for no Go or an unknown version."""
+    if not shutil.which("go"):
+        raise LabError(
+            f"cannot build {', '.join(names)}: Go is not installed (Go >= 1.26 is needed to build "
+            f"Kubernetes {version} from source) and no download was possible"
+        )
+    script = recipes_dir() / "build.sh"
+    env = dict(os.environ, K8S_VERSION=version, K8SNB_CACHE=str(cache_dir()))
+    started = time.monotonic()
+    log(f"k8snb lab: building {', '.join(names)} for Kubernetes {version} from source "
+        "(first time only: about 20-40 minutes on 2 cores)")
+    proc = subprocess.run(["bash", str(script), *names], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join(line for line in proc.stdout.splitlines()[-15:])
+        if "unknown revision" in proc.stdout or "invalid version" in proc.stdout or "404" in proc.stdout:
+            raise LabError(f"Kubernetes {version} is not published on the Go module proxy (unknown version)")
+        raise LabError(f"building {', '.join(names)} failed (exit {proc.returncode}); last lines:\n{tail}")
+    log(f"k8snb lab: build finished in {time.monotonic() - started:.0f} s")
+
+
+def ensure(names: tuple[str, ...], version: str | None = None, rebuild: bool = False, log=print) -> Binaries:
+    """Make sure every binary in `names` is cached for `version`; return where they are."""
+    version = version or pinned_versions()["K8S_VERSION"]
+    if not _VERSION.match(version):
+        raise LabError(f"unknown Kubernetes version {version!r}: expected the form v1.MINOR.PATCH, e.g. v1.37.2")
+    if rebuild:
+        for name in names:
+            (bin_dir(version) / name).unlink(missing_ok=True)
+    missing = check_cached(version, names)
+    if missing:
+        missing = download(version, missing, log=log)
+    if missing:
+        build(version, missing, log=log)
+        still = check_cached(version, names)
+        if still:
+            raise LabError(f"after the build, {', '.join(still)} is still missing from {bin_dir(version)}")
+    return Binaries(version, bin_dir(version))

@@ -1,0 +1,385 @@
+"""`k8snb lab up | down | status`: the offline lab cluster's life cycle.
+
+The control plane (etcd, kube-apiserver with TLS and RBAC, kube-controller-manager allocating a
+/24 per node, kube-scheduler) runs as ordinary processes on loopback. Nodes are either simulated
+by kwok (no root needed, no packet flows) or real (root: see `k8snb.lab.realnodes`).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import ssl
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..errors import LabError
+from . import binaries, pki, processes
+from .plan import (CLUSTER_DOMAIN, CONTEXT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, NODE_CIDR_MASK,
+                   NODE_PORT_RANGE, LabPlan, state_dir)
+
+FILES = Path(__file__).parent / "files"
+#: Upper bounds for each start-up step; generous for a loaded 2-core machine, and each one ends
+#: with a message naming the component and the tail of its log.
+ETCD_TIMEOUT = 30.0
+API_TIMEOUT = 90.0
+NODES_TIMEOUT = 90.0
+#: Order in which components start; they stop in reverse.
+ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+@dataclass(frozen=True)
+class LabStatus:
+    running: bool
+    plan: dict | None
+    processes: list[dict]
+    kubeconfig: str
+    state_dir: str
+
+    def lines(self) -> list[str]:
+        if not self.plan:
+            return [f"k8snb lab: not running (state directory {self.state_dir})"]
+        p = self.plan
+        out = [
+            f"k8snb lab: {'running' if self.running else 'NOT healthy'}: {p['nodes_mode']} nodes, "
+            f"{p['network']} network, context {p['context']}, API https://127.0.0.1:{p['api_port']}",
+            f"  kubeconfig    {self.kubeconfig}",
+            f"  node subnet   {p['node_subnet']}  nodes: "
+            + ", ".join(f"{n} {ip}" for n, ip in p["node_ips"].items()),
+            f"  pod range     {p['pod_cidr']} (a /{NODE_CIDR_MASK} per node)",
+            f"  service range {p['service_cidr']}  kubernetes API {p['api_server_ip']}  DNS {p['dns_ip']}",
+            f"  NodePorts     {p['node_port_range']}   cluster domain {p['cluster_domain']}",
+        ]
+        for proc in self.processes:
+            out.append(f"  {proc['name']:<24} pid {proc['pid']:<8} {'running' if proc['running'] else 'STOPPED'}")
+        return out
+
+
+def kubeconfig_path() -> Path:
+    return state_dir() / "kubeconfig"
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _kubeconfig(state: Path, user: str, cert: pki.Pair, ca: pki.Pair, port: int) -> Path:
+    def b64(p: Path) -> str:
+        return base64.b64encode(p.read_bytes()).decode()
+
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": CONTEXT, "cluster": {"server": f"https://127.0.0.1:{port}",
+                                                   "certificate-authority-data": b64(ca.cert)}}],
+        "users": [{"name": f"{CONTEXT}-{user}", "user": {"client-certificate-data": b64(cert.cert),
+                                                         "client-key-data": b64(cert.key)}}],
+        "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": f"{CONTEXT}-{user}"}}],
+        "current-context": CONTEXT,
+    }
+    path = state / ("kubeconfig" if user == "admin" else f"{user}.kubeconfig")
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    path.chmod(0o600)
+    return path
+
+
+def _wait_http(url: str, timeout: float, what: str, state: Path, name: str,
+               context: ssl.SSLContext | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        proc = processes.read(state, name)
+        if proc is not None and not proc.running:
+            raise LabError(f"{what} exited during start-up; last log lines:\n{processes.log_tail(state, name)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=context) as resp:
+                if resp.status == 200:
+                    return
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(getattr(exc, "reason", exc))
+        time.sleep(0.25)
+    raise LabError(f"{what} was not healthy within {timeout:.0f} s ({last}); last log lines:\n"
+                   f"{processes.log_tail(state, name)}")
+
+
+def _tls_context(state: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(state / "pki" / "ca.crt"))
+    ctx.load_cert_chain(str(state / "pki" / "admin.crt"), str(state / "pki" / "admin.key"))
+    return ctx
+
+
+def _api(state: Path, method: str, path: str, body: dict | None = None, port: int = 6443,
+         content_type: str = "application/json") -> dict:
+    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": content_type, "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=_tls_context(state)) as resp:
+            return json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 409:
+            return {}
+        raise LabError(f"lab bootstrap: {method} {path} failed: HTTP {exc.code} {exc.read()[:300]!r}") from None
+
+
+def _pki(state: Path, plan: LabPlan) -> dict[str, pki.Pair]:
+    d = state / "pki"
+    d.mkdir(parents=True, exist_ok=True)
+    ca = pki.make_ca(d)
+    names = ("127.0.0.1", "localhost", plan.api_server_ip, "kubernetes", "kubernetes.default",
+             "kubernetes.default.svc", f"kubernetes.default.svc.{CLUSTER_DOMAIN}",
+             str(plan.extra.get("api_advertise_ip", "127.0.0.1")))
+    return {
+        "ca": ca,
+        "apiserver": pki.issue(ca, d, "apiserver", "kube-apiserver", server_names=names, client=False),
+        "apiserver-kubelet-client": pki.issue(ca, d, "apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                                              org="system:masters"),
+        "admin": pki.issue(ca, d, "admin", "k8snb-admin", org="system:masters"),
+        "controller-manager": pki.issue(ca, d, "controller-manager", "system:kube-controller-manager"),
+        "scheduler": pki.issue(ca, d, "scheduler", "system:kube-scheduler"),
+        "kwok": pki.issue(ca, d, "kwok", "k8snb-kwok", org="system:masters"),
+        "sa": pki.service_account_keys(d),
+    }
+
+
+def _control_plane_argv(b: binaries.Binaries, state: Path, plan: LabPlan, certs: dict[str, pki.Pair],
+                        kubeconfigs: dict[str, Path]) -> dict[str, list[str]]:
+    d = state / "pki"
+    advertise = plan.extra.get("api_advertise_ip")
+    api = [
+        b["kube-apiserver"],
+        f"--etcd-servers=http://127.0.0.1:{ETCD_CLIENT_PORT}",
+        "--bind-address=" + ("0.0.0.0" if advertise else "127.0.0.1"),
+        f"--secure-port={plan.api_port}",
+        f"--tls-cert-file={certs['apiserver'].cert}", f"--tls-private-key-file={certs['apiserver'].key}",
+        f"--client-ca-file={certs['ca'].cert}",
+        f"--kubelet-client-certificate={certs['apiserver-kubelet-client'].cert}",
+        f"--kubelet-client-key={certs['apiserver-kubelet-client'].key}",
+        f"--kubelet-certificate-authority={certs['ca'].cert}",
+        f"--service-account-key-file={certs['sa'].cert}",
+        f"--service-account-signing-key-file={certs['sa'].key}",
+        f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
+        "--authorization-mode=Node,RBAC",
+        f"--service-cluster-ip-range={plan.service_cidr}",
+        f"--service-node-port-range={NODE_PORT_RANGE}",
+        "--allow-privileged=true",
+        "--profiling=false",
+    ]
+    if advertise:
+        api += [f"--advertise-address={advertise}", "--kubelet-preferred-address-types=InternalIP"]
+    else:
+        # The API server's own endpoint would be 127.0.0.1, which Endpoints validation rejects;
+        # with simulated nodes no pod talks to it through the Service anyway.
+        api += ["--advertise-address=" + plan.node_ips()[plan.node_names[0]], "--endpoint-reconciler-type=none"]
+    return {
+        "etcd": [
+            b["etcd"], "--name=k8snb-lab", f"--data-dir={state / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{ETCD_CLIENT_PORT}",
+            f"--advertise-client-urls=http://127.0.0.1:{ETCD_CLIENT_PORT}",
+            f"--listen-peer-urls=http://127.0.0.1:{ETCD_PEER_PORT}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{ETCD_PEER_PORT}",
+            f"--initial-cluster=k8snb-lab=http://127.0.0.1:{ETCD_PEER_PORT}",
+            "--listen-metrics-urls=", "--log-level=warn", "--unsafe-no-fsync=true",
+        ],
+        "kube-apiserver": api,
+        "kube-controller-manager": [
+            b["kube-controller-manager"],
+            f"--kubeconfig={kubeconfigs['controller-manager']}",
+            f"--authentication-kubeconfig={kubeconfigs['controller-manager']}",
+            f"--authorization-kubeconfig={kubeconfigs['controller-manager']}",
+            "--allocate-node-cidrs=true", f"--cluster-cidr={plan.pod_cidr}",
+            f"--node-cidr-mask-size={NODE_CIDR_MASK}", f"--service-cluster-ip-range={plan.service_cidr}",
+            "--use-service-account-credentials=true", f"--root-ca-file={certs['ca'].cert}",
+            f"--service-account-private-key-file={certs['sa'].key}",
+            f"--cluster-signing-cert-file={certs['ca'].cert}", f"--cluster-signing-key-file={certs['ca'].key}",
+            "--leader-elect=false", "--secure-port=0", "--controllers=*,bootstrapsigner,tokencleaner",
+        ],
+        "kube-scheduler": [
+            b["kube-scheduler"], f"--kubeconfig={kubeconfigs['scheduler']}",
+            f"--authentication-kubeconfig={kubeconfigs['scheduler']}",
+            f"--authorization-kubeconfig={kubeconfigs['scheduler']}",
+            "--leader-elect=false", "--secure-port=0",
+        ],
+        "kwok": [
+            b["kwok"], f"--kubeconfig={kubeconfigs['kwok']}", f"--config={FILES / 'kwok-stages.yaml'}",
+            "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--node-lease-duration-seconds=40", f"--cidr={plan.pod_cidr}",
+            f"--node-ip={plan.node_ips()[plan.node_names[0]]}",
+        ],
+    }
+
+
+def _node_manifest(plan: LabPlan, name: str, ip: str, version: str) -> dict:
+    control_plane = name == plan.node_names[0]
+    labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+              "type": "kwok", "app.kubernetes.io/part-of": "k8snb"}
+    if control_plane:
+        labels["node-role.kubernetes.io/control-plane"] = ""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels, "annotations": {"kwok.x-k8s.io/node": "fake"}},
+        # Like kind with workers: the control-plane node takes no ordinary pods.
+        "spec": {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
+                 if control_plane else []},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+            "nodeInfo": {"kubeletVersion": version, "kubeProxyVersion": version,
+                         "osImage": "kwok simulated node", "containerRuntimeVersion": "kwok://simulated",
+                         "kernelVersion": "simulated", "architecture": "amd64", "operatingSystem": "linux",
+                         "bootID": "", "machineID": "", "systemUUID": ""},
+        },
+    }
+
+
+def _wait_nodes(state: Path, plan: LabPlan) -> None:
+    deadline = time.monotonic() + NODES_TIMEOUT
+    pending: list[str] = list(plan.node_names)
+    while time.monotonic() < deadline:
+        nodes = _api(state, "GET", "/api/v1/nodes", port=plan.api_port).get("items", [])
+        pending = [n for n in plan.node_names if not any(
+            item["metadata"]["name"] == n and item["spec"].get("podCIDR") and any(
+                c["type"] == "Ready" and c["status"] == "True" for c in item.get("status", {}).get("conditions", []))
+            for item in nodes)]
+        sa = _api(state, "GET", "/api/v1/namespaces/default/serviceaccounts", port=plan.api_port).get("items", [])
+        if not pending and sa:
+            return
+        time.sleep(0.25)
+    raise LabError(f"nodes {', '.join(pending)} were not Ready with a podCIDR within {NODES_TIMEOUT:.0f} s; "
+                   f"controller-manager log:\n{processes.log_tail(state, 'kube-controller-manager')}\n"
+                   f"kwok log:\n{processes.log_tail(state, 'kwok')}")
+
+
+def status() -> LabStatus:
+    state = state_dir()
+    plan_file = state / "plan.json"
+    plan = json.loads(plan_file.read_text()) if plan_file.exists() else None
+    procs = [{"name": p.name, "pid": p.pid, "running": p.running} for p in processes.recorded(state)]
+    running = bool(plan) and bool(procs) and all(p["running"] for p in procs)
+    if running:
+        try:
+            _api(state, "GET", "/readyz", port=plan["api_port"])
+        except (LabError, OSError):
+            running = False
+    return LabStatus(running, plan, procs, str(kubeconfig_path()), str(state))
+
+
+def up(plan: LabPlan | None = None, version: str | None = None, rebuild: bool = False,
+       merge_kubeconfig: bool = False) -> LabStatus:
+    """Start the lab (or find it running); return its status. Nothing is left half-started."""
+    plan = plan or LabPlan()
+    state = state_dir()
+    current = status()
+    if current.running:
+        wanted = plan.as_dict()
+        differs = [k for k in ("nodes_mode", "pod_cidr", "service_cidr", "network", "api_port")
+                   if current.plan.get(k) != wanted[k]]
+        if differs:
+            raise LabError("the lab is already running with other settings ("
+                           + ", ".join(f"{k}={current.plan[k]}" for k in differs)
+                           + "); run `k8snb lab down` first")
+        _log("k8snb lab: already running; nothing to do")
+        return current
+    if current.processes:
+        _log("k8snb lab: found a stopped or broken lab; cleaning it up before starting")
+        down(quiet=True)
+    ports = {plan.api_port: "kube-apiserver", ETCD_CLIENT_PORT: "etcd", ETCD_PEER_PORT: "etcd peer"}
+    processes.require_ports(ports)
+
+    if plan.nodes_mode == "real":
+        from . import realnodes
+
+        realnodes.preflight(plan)
+    names = binaries.CONTROL_PLANE + (binaries.KWOK if plan.nodes_mode == "kwok" else binaries.NODE)
+    started = time.monotonic()
+    b = binaries.ensure(names, version=version, rebuild=rebuild, log=_log)
+    built = time.monotonic() - started
+
+    t0 = time.monotonic()
+    state.mkdir(parents=True, exist_ok=True)
+    try:
+        if plan.nodes_mode == "real":
+            plan = realnodes.prepare_host(plan, state)
+        certs = _pki(state, plan)
+        kubeconfigs = {u: _kubeconfig(state, u, certs[u], certs["ca"], plan.api_port)
+                       for u in ("admin", "controller-manager", "scheduler", "kwok")}
+        plan.save(state / "plan.json")
+        argv = _control_plane_argv(b, state, plan, certs, kubeconfigs)
+        processes.start(state, "etcd", argv["etcd"])
+        _wait_http(f"http://127.0.0.1:{ETCD_CLIENT_PORT}/health", ETCD_TIMEOUT, "etcd", state, "etcd")
+        processes.start(state, "kube-apiserver", argv["kube-apiserver"])
+        _wait_http(f"https://127.0.0.1:{plan.api_port}/readyz", API_TIMEOUT, "kube-apiserver", state,
+                   "kube-apiserver", context=_tls_context(state))
+        processes.start(state, "kube-controller-manager", argv["kube-controller-manager"])
+        processes.start(state, "kube-scheduler", argv["kube-scheduler"])
+        if plan.nodes_mode == "kwok":
+            processes.start(state, "kwok", argv["kwok"])
+            for name, ip in plan.node_ips().items():
+                _api(state, "POST", "/api/v1/nodes", _node_manifest(plan, name, ip, b.version), port=plan.api_port)
+        else:
+            realnodes.start_nodes(plan, state, b, certs)
+        _wait_nodes(state, plan)
+        if plan.nodes_mode == "real":
+            realnodes.start_addons(plan, state, b)
+    except BaseException:
+        down(quiet=True)
+        raise
+    if merge_kubeconfig:
+        merge_into_default(b)
+    ready = time.monotonic() - t0
+    _log(f"k8snb lab: Ready: {len(plan.node_names)} {plan.nodes_mode} nodes, Kubernetes {b.version}; "
+         f"binaries {built:.1f} s, start to Ready {ready:.1f} s")
+    _log(f"k8snb lab: kubeconfig {kubeconfig_path()} (context {CONTEXT}); try: "
+         f"KUBECONFIG={kubeconfig_path()} kubectl get nodes -o wide")
+    return status()
+
+
+def down(quiet: bool = False) -> bool:
+    """Stop every process the lab started (by PID) and remove its state; True if anything ran."""
+    state = state_dir()
+    plan_file = state / "plan.json"
+    plan = LabPlan.load(plan_file) if plan_file.exists() else None
+    recorded = [p.name for p in processes.recorded(state)]
+    # Node processes (kubelet, containerd, kube-proxy ...) first, then the control plane in reverse.
+    order = [n for n in recorded if n not in ORDER] + [n for n in reversed(ORDER) if n in recorded]
+    ran = False
+    for name in order:
+        ran |= processes.stop(state, name)
+    if plan is not None and plan.nodes_mode == "real":
+        from . import realnodes
+
+        ran |= realnodes.teardown(plan, state)
+    for child in ("etcd", "pki", "run", "nodes", "plan.json", "kubeconfig", "controller-manager.kubeconfig",
+                  "scheduler.kubeconfig", "kwok.kubeconfig"):
+        path = state / child
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
+    if not quiet:
+        _log("k8snb lab: stopped" if ran else "k8snb lab: was not running")
+    return ran
+
+
+def merge_into_default(b: binaries.Binaries) -> None:
+    """Add the lab's context to ~/.kube/config (only when asked: --merge-kubeconfig)."""
+    import subprocess
+
+    target = Path(os.path.expanduser("~/.kube/config"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, KUBECONFIG=f"{target}:{kubeconfig_path()}" if target.exists() else str(kubeconfig_path()))
+    merged = subprocess.run([b["kubectl"], "config", "view", "--flatten"], env=env, check=True,
+                            capture_output=True, text=True).stdout
+    tmp = target.with_suffix(".k8snb.tmp")
+    tmp.write_text(merged)
+    tmp.chmod(0o600)
+    tmp.replace(target)
+    _log(f"k8snb lab: merged context {CONTEXT} into {target}")

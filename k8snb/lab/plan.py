@@ -1,0 +1,120 @@
+"""The lab's address plan and file layout, as plain data.
+
+Everything the lab starts is derived from one `LabPlan`, so `k8snb lab status`, the course and the
+tests all read the same numbers the processes were started with.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import InvalidInput
+
+#: kind's defaults, so that what learners see on the lab matches what they see on kind.
+DEFAULT_POD_CIDR = "10.244.0.0/16"
+DEFAULT_SERVICE_CIDR = "10.96.0.0/16"
+#: The lab's node subnet. Private, unused by kind (172.18/16), Docker (172.17/16) or podman
+#: (10.88/16); nothing routes it off the machine (in kwok mode no interface carries it at all).
+DEFAULT_NODE_SUBNET = "172.29.0.0/24"
+#: One /24 per node, like kind and kubeadm: 254 pod addresses per node.
+NODE_CIDR_MASK = 24
+NODE_NAMES = ("k8snb-control-plane", "k8snb-worker", "k8snb-worker2")
+CONTEXT = "k8snb-lab"
+CLUSTER_DOMAIN = "cluster.local"
+NODE_PORT_RANGE = "30000-32767"
+#: etcd listens on loopback on ports away from a system etcd's 2379/2380.
+ETCD_CLIENT_PORT = 12379
+ETCD_PEER_PORT = 12380
+API_PORT = 6443
+
+
+def state_dir() -> Path:
+    """Where a running lab keeps its certificates, kubeconfig, data and logs."""
+    base = os.environ.get("K8SNB_STATE") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "k8snb"
+    )
+    return Path(base) / "lab"
+
+
+def cache_dir() -> Path:
+    """Where built or downloaded binaries are kept, keyed by version (outside any checkout)."""
+    return Path(os.environ.get("K8SNB_CACHE") or os.path.expanduser("~/.cache/k8snb"))
+
+
+def _network(value: str, what: str) -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise InvalidInput(f"invalid {what} {value!r}: {exc}") from None
+    if not isinstance(net, ipaddress.IPv4Network):
+        raise InvalidInput(f"invalid {what} {value!r}: the lab is IPv4-only")
+    return net
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    """Addresses and names of one lab cluster."""
+
+    nodes_mode: str = "kwok"
+    pod_cidr: str = DEFAULT_POD_CIDR
+    service_cidr: str = DEFAULT_SERVICE_CIDR
+    node_subnet: str = DEFAULT_NODE_SUBNET
+    node_names: tuple[str, ...] = NODE_NAMES
+    api_port: int = API_PORT
+    network: str = "routed"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        pods = _network(self.pod_cidr, "pod CIDR")
+        services = _network(self.service_cidr, "service CIDR")
+        nodes = _network(self.node_subnet, "node subnet")
+        if pods.prefixlen > NODE_CIDR_MASK - 2:
+            raise InvalidInput(
+                f"pod CIDR {self.pod_cidr} is too small: each node takes a /{NODE_CIDR_MASK}, "
+                f"so use a /{NODE_CIDR_MASK - 2} or wider"
+            )
+        if services.prefixlen > 28 or services.prefixlen < 12:
+            raise InvalidInput(f"service CIDR {self.service_cidr} must be between /12 and /28 (API server limits)")
+        for a, b, an, bn in ((pods, services, "pod", "service"), (pods, nodes, "pod", "node"),
+                             (services, nodes, "service", "node")):
+            if a.overlaps(b):
+                raise InvalidInput(f"the {an} range {a} overlaps the {bn} range {b}; pick disjoint ranges")
+        if self.nodes_mode not in ("kwok", "real"):
+            raise InvalidInput(f"unknown nodes mode {self.nodes_mode!r}: use 'kwok' or 'real'")
+        if not 1024 <= self.api_port <= 65535:
+            raise InvalidInput(f"API port {self.api_port} must be between 1024 and 65535")
+
+    @property
+    def api_server_ip(self) -> str:
+        """The `kubernetes` Service's ClusterIP: the first address of the service range."""
+        return str(next(ipaddress.ip_network(self.service_cidr).hosts()))
+
+    @property
+    def dns_ip(self) -> str:
+        """kube-dns's ClusterIP: the 10th address of the service range, as kubeadm and kind use."""
+        return str(ipaddress.ip_network(self.service_cidr).network_address + 10)
+
+    def node_ips(self) -> dict[str, str]:
+        """Node name -> InternalIP: .2, .3, ... of the node subnet (.1 is the host side)."""
+        base = ipaddress.ip_network(self.node_subnet).network_address
+        return {name: str(base + 2 + i) for i, name in enumerate(self.node_names)}
+
+    def as_dict(self) -> dict:
+        """The plan as the course reads it: ranges, node IPs, DNS and API addresses."""
+        d = asdict(self)
+        d.update(api_server_ip=self.api_server_ip, dns_ip=self.dns_ip, node_ips=self.node_ips(),
+                 cluster_domain=CLUSTER_DOMAIN, node_port_range=NODE_PORT_RANGE, context=CONTEXT)
+        return d
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "LabPlan":
+        d = json.loads(path.read_text())
+        return cls(nodes_mode=d["nodes_mode"], pod_cidr=d["pod_cidr"], service_cidr=d["service_cidr"],
+                   node_subnet=d["node_subnet"], node_names=tuple(d["node_names"]),
+                   api_port=d["api_port"], network=d.get("network", "routed"))

@@ -1,0 +1,155 @@
+"""Waiting for pods, with a progress bar, a timeout and the cluster's own reason on failure.
+
+A learner staring at a silent cell cannot tell "slow" from "broken". Every wait here watches the
+API (no sleep loops), shows progress, stops at its timeout, and when pods do not come up raises
+NotReadyInTime naming the pod, the reason the cluster gives (ErrImagePull, CrashLoopBackOff,
+Unschedulable ...) and its last event.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from .cluster import Cluster
+from .errors import NotFound, NotReadyInTime
+from .names import dns_label
+
+#: Waiting reasons that will not fix themselves within a course cell: fail at once.
+FATAL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull",
+                           "CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError"})
+DEFAULT_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class PodProblem:
+    pod: str
+    reason: str
+    message: str
+    event: str
+
+
+def _pod_ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in pod.get("status", {}).get("conditions", []) or [])
+
+
+def pod_problem(pod: dict) -> PodProblem | None:
+    """Why a pod is not ready, in the cluster's words (None if nothing is reported yet)."""
+    status = pod.get("status", {})
+    name = pod["metadata"]["name"]
+    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        waiting = (cs.get("state") or {}).get("waiting")
+        if waiting and waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
+            return PodProblem(name, waiting["reason"], waiting.get("message", ""), "")
+        term = (cs.get("state") or {}).get("terminated")
+        if term and term.get("exitCode", 0) != 0:
+            return PodProblem(name, term.get("reason", "Error"), f"exit code {term.get('exitCode')}", "")
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            return PodProblem(name, cond.get("reason", "Unschedulable"), cond.get("message", ""), "")
+    return None
+
+
+def last_event(cluster: Cluster, namespace: str, pod: str) -> str:
+    """The newest event about `pod`, as 'Reason: message' ('' when none or not allowed)."""
+    try:
+        events = cluster.api.list(f"/api/v1/namespaces/{namespace}/events",
+                                  fieldSelector=f"involvedObject.name={pod}")
+    except Exception:  # noqa: BLE001 — events are a hint; their absence must not hide the real error
+        return ""
+    if not events:
+        return ""
+    newest = max(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    return f"{newest.get('reason', '')}: {newest.get('message', '')}".strip()
+
+
+def _fail(cluster: Cluster, namespace: str, what: str, pods: list[dict], timeout: float | None) -> NotReadyInTime:
+    problems = [p for p in (pod_problem(x) for x in pods) if p]
+    if not problems and pods:
+        pending = [x for x in pods if not _pod_ready(x)]
+        if pending:
+            problems = [PodProblem(pending[0]["metadata"]["name"], pending[0].get("status", {}).get("phase", "?"),
+                                   "not ready", "")]
+    head = f"{what} in namespace {namespace} not ready" + (f" within {timeout:.0f} s" if timeout else "")
+    if not problems:
+        return NotReadyInTime(f"{head}: no pod was created (check the Deployment's events: "
+                              f"kubectl -n {namespace} describe deployment)")
+    p = problems[0]
+    event = last_event(cluster, namespace, p.pod)
+    more = f" (+{len(problems) - 1} more pods)" if len(problems) > 1 else ""
+    return NotReadyInTime(f"{head}: pod {p.pod}: {p.reason}"
+                          + (f": {p.message}" if p.message else "")
+                          + (f"; last event: {event}" if event else "") + more)
+
+
+def wait_deployment(cluster: Cluster, name: str, namespace: str = "default",
+                    timeout: float = DEFAULT_TIMEOUT, progress: bool = True) -> list[dict]:
+    """Wait until Deployment `name` has all replicas updated and ready and no old pods left.
+
+    Returns its ready pods. Raises NotReadyInTime on timeout, or at once when a pod hits a reason
+    in FATAL_REASONS.
+    """
+    dns_label(name, "deployment name")
+    dns_label(namespace, "namespace")
+    dpath = f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+    deploy = cluster.api.exists(dpath)
+    if deploy is None:
+        raise NotFound(f"Deployment {namespace}/{name} does not exist")
+    labels = deploy["spec"]["selector"].get("matchLabels", {})
+    selector = ",".join(f"{k}={v}" for k, v in labels.items())
+    ppath = f"/api/v1/namespaces/{namespace}/pods"
+    deadline = time.monotonic() + timeout
+    bar = tqdm(total=deploy["spec"].get("replicas", 1), desc=f"{name} ready", disable=not progress, leave=False)
+    try:
+        while True:
+            deploy = cluster.api.get(dpath)
+            want = deploy["spec"].get("replicas", 1)
+            st = deploy.get("status", {})
+            listed, version = cluster.api.snapshot(ppath, labelSelector=selector)
+            pods = [p for p in listed if not p["metadata"].get("deletionTimestamp")]
+            ready = [p for p in pods if _pod_ready(p)]
+            bar.total = want
+            bar.n = min(len(ready), want)
+            bar.refresh()
+            if (st.get("observedGeneration", 0) >= deploy["metadata"].get("generation", 0)
+                    and st.get("updatedReplicas", 0) == want and st.get("readyReplicas", 0) == want
+                    and st.get("replicas", 0) == want and len(ready) == want and len(pods) == want):
+                return ready
+            fatal = [p for p in pods if (pp := pod_problem(p)) and pp.reason in FATAL_REASONS]
+            if fatal:
+                raise _fail(cluster, namespace, f"Deployment {name}", fatal, None)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _fail(cluster, namespace, f"Deployment {name}", pods, timeout)
+            # Block until something about these pods changes (the tick re-reads the Deployment).
+            for _ in cluster.api.watch(ppath, timeout=min(left, 2.0), labelSelector=selector,
+                                       resourceVersion=version):
+                break
+    finally:
+        bar.close()
+
+
+def wait_endpoints(cluster: Cluster, service: str, namespace: str = "default", count: int | None = None,
+                   timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
+    """Wait until Service `service` has `count` ready endpoints (any, if None); return them."""
+    from .tables import endpoint_records
+
+    deadline = time.monotonic() + timeout
+    while True:
+        eps = [e for e in endpoint_records(cluster, namespace, service) if e["ready"]]
+        if (count is None and eps) or (count is not None and len(eps) == count):
+            return eps
+        left = deadline - time.monotonic()
+        if left <= 0:
+            svc = cluster.api.exists(f"/api/v1/namespaces/{namespace}/services/{service}")
+            if svc is None:
+                raise NotFound(f"Service {namespace}/{service} does not exist")
+            sel = ",".join(f"{k}={v}" for k, v in (svc["spec"].get("selector") or {}).items())
+            raise NotReadyInTime(f"Service {namespace}/{service}: {len(eps)} ready endpoints after {timeout:.0f} s, "
+                                 f"expected {count if count is not None else 'at least 1'}"
+                                 + ("" if eps else f": no ready endpoints for selector {sel}"))
+        for _ in cluster.api.watch(f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
+                                   timeout=min(left, 2.0), labelSelector=f"kubernetes.io/service-name={service}"):
+            break
