@@ -61,7 +61,7 @@ def load(name: str, namespace: str | None = None) -> list[dict]:
     """The objects of one shipped manifest, moved to `namespace` when given."""
     if name not in FILES:
         raise InvalidInput(f"unknown manifest {name!r}; shipped: {', '.join(FILES)}")
-    text = resources.files("k8snb.manifests").joinpath(FILES[name]).read_text()
+    text = resources.files("k8snb").joinpath("manifests", FILES[name]).read_text()
     docs = [d for d in yaml.safe_load_all(text) if d]
     if namespace:
         dns_label(namespace, "namespace")

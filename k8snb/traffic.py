@@ -280,3 +280,84 @@ def sweep_frame(results: Mapping[int, pd.DataFrame],
 
 
 # The live half (sending requests from a client pod) follows below.
+
+#: Marker curl prints after each response body (`-w`), so one exec can carry many requests.
+_MARK = "__k8snb__"
+#: Requests per exec call: curl's URL glob expands [0-N] into N+1 transfers in a single process.
+MAX_REQUESTS = 5000
+
+
+def _curl_loop_argv(url: str, n: int, fresh: bool) -> list[str]:
+    """curl fetching `url` n times in one process; 'Connection: close' forces a new TCP connection
+    (and so a new kube-proxy decision) for every request."""
+    sep = "&" if "?" in url else "?"
+    argv = ["curl", "-sS", "--max-time", "5", "-w",
+            f"\n{_MARK} %{{http_code}} %{{time_total}} %{{num_connects}} %{{remote_ip}}\n",
+            f"{url}{sep}k8snb=[0-{n - 1}]"]
+    if fresh:
+        argv[1:1] = ["-H", "Connection: close"]
+    return argv
+
+
+def parse_curl_loop(stdout: str, endpoints: Sequence[Mapping] = ()) -> pd.DataFrame:
+    """Turn the output of `_curl_loop_argv` into the request frame (one row per request)."""
+    by_address = {f"{e['address']}:{e['port']}": e for e in endpoints}
+    by_pod = {e.get("pod"): e for e in endpoints if e.get("pod")}
+    rows, body = [], []
+    for line in stdout.splitlines():
+        if not line.startswith(_MARK):
+            body.append(line)
+            continue
+        _, code, total, connects = line.split()[:4]
+        fields = parse_hello("\n".join(body))
+        body = []
+        ep = by_address.get(fields["server_address"] or "") or by_pod.get(fields["server_name"]) or {}
+        rows.append({"request": len(rows), "server_address": fields["server_address"],
+                     "server_name": fields["server_name"], "pod": ep.get("pod") or fields["server_name"],
+                     "node": ep.get("node"), "latency_ms": float(total) * 1000.0,
+                     "ok": code.startswith("2") and fields["server_address"] is not None,
+                     "mode": "measured", "new_connection": connects != "0"})
+    return pd.DataFrame(rows, columns=[*REQUEST_COLUMNS, "new_connection"])
+
+
+def sample(cluster, n: int = 100, service: str = "nginx-svc", namespace: str = "default",
+           from_pod: str | None = None, port: int = 80, fresh_connections: bool = True,
+           modeled: bool | None = None, seed: int | None = None) -> pd.DataFrame:
+    """Send `n` requests to `service` from a client pod and return one row per request.
+
+    All requests run in ONE exec (curl with a URL range), each on a fresh TCP connection unless
+    `fresh_connections=False`. That matters: kube-proxy balances connections, not requests, so
+    requests on one kept-alive connection all land on the same pod.
+
+    On clusters whose pods cannot carry traffic (simulated nodes) — or with `modeled=True` — the
+    rows are produced by `modeled_sample()` from the real EndpointSlices, marked mode='modeled'.
+    """
+    from .names import dns_label
+    from .probe import can_carry_traffic, exec_argv, pod_for
+    from .tables import endpoint_records
+
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_REQUESTS:
+        raise InvalidInput(f"n must be a whole number from 1 to {MAX_REQUESTS}, got {n!r}")
+    dns_label(service, "service")
+    dns_label(namespace, "namespace")
+    endpoints = [e for e in endpoint_records(cluster, namespace, service) if e["ready"] and e["port"] == port] or \
+        [e for e in endpoint_records(cluster, namespace, service) if e["ready"]]
+    if not endpoints:
+        svc = cluster.api.exists(f"/api/v1/namespaces/{namespace}/services/{service}")
+        if svc is None:
+            raise NotFound(f"Service {namespace}/{service} does not exist")
+        sel = ",".join(f"{k}={v}" for k, v in (svc["spec"].get("selector") or {}).items())
+        raise NotFound(f"Service {namespace}/{service}: no ready endpoints for selector {sel}")
+    if modeled is None:
+        modeled = not can_carry_traffic(cluster)
+    if modeled:
+        svc = cluster.api.get(f"/api/v1/namespaces/{namespace}/services/{service}")
+        affinity = svc["spec"].get("sessionAffinity", "None")
+        return modeled_sample(endpoints, n, proxy_mode="iptables", session_affinity=affinity, seed=seed)
+    pod = from_pod or pod_for(cluster, "netshoot", namespace)
+    url = f"http://{service}" + ("" if port == 80 else f":{port}") + "/"
+    res = exec_argv(cluster, pod, _curl_loop_argv(url, n, fresh_connections), namespace,
+                    timeout=30 + n * 0.05)
+    frame = parse_curl_loop(res.stdout, endpoints)
+    frame.attrs.update(mode="measured", seconds=res.seconds, client_pod=pod, fresh_connections=fresh_connections)
+    return frame

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Build the lab's Kubernetes binaries from source through the Go module proxy, once per version.
 #
-# Output: $K8SNB_CACHE/<K8S_VERSION>/bin/{kube-apiserver,...,etcd,kwok} plus SHA256SUMS.
+# Output: $K8SNB_CACHE/<K8S_VERSION>/bin/{kube-apiserver,...,etcd,kwok} plus SHA256SUMS; on request
+# also containerd, containerd-shim-runc-v2 and coredns.
 # Idempotent: a binary already present and matching SHA256SUMS is not rebuilt.
 #
 # `go install k8s.io/kubernetes/cmd/...@v1.37.2` is refused because that module's go.mod replaces
 # its staging modules with local paths. A small wrapper module that requires k8s.io/kubernetes and
 # maps each staging module to its published v0.X release builds the same code. etcd's server/v3
 # module carries replace directives too, so it gets its own wrapper; kwok builds directly.
+#
+# Real nodes (`k8snb lab up --nodes real`) also need `containerd` (the daemon and its runc shim:
+# Debian's containerd 1.6 lacks the CRI calls kubelet 1.37 makes) and `coredns` (the cluster DNS
+# image's binary). They are not built by default: name them, e.g. `lab/build.sh containerd coredns`.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -98,6 +103,43 @@ MOD
   (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3)
 }
 
+build_containerd() {
+  local dir="$work/containerd"
+  mkdir -p "$dir"
+  cat > "$dir/go.mod" <<MOD
+module k8snb.local/containerd-build
+
+go 1.26.0
+
+require github.com/containerd/containerd/v2 $CONTAINERD_VERSION
+MOD
+  # btrfs and devmapper snapshotters need cgo; the lab uses overlayfs.
+  local flags=(-trimpath -tags "no_btrfs no_devmapper no_zfs"
+    -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION")
+  (cd "$dir" && go build "${flags[@]}" -o "$out/containerd.tmp" github.com/containerd/containerd/v2/cmd/containerd &&
+    go build "${flags[@]}" -o "$out/containerd-shim-runc-v2.tmp" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2)
+}
+
+build_coredns() {
+  local dir="$work/coredns"
+  mkdir -p "$dir"
+  cat > "$dir/go.mod" <<MOD
+module k8snb.local/coredns-build
+
+go 1.26.0
+
+require github.com/coredns/coredns $COREDNS_VERSION
+MOD
+  (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$out/coredns.tmp" github.com/coredns/coredns)
+}
+
+outputs() {  # outputs NAME: the binaries one component produces
+  case "$1" in
+    containerd) echo containerd containerd-shim-runc-v2 ;;
+    *) echo "$1" ;;
+  esac
+}
+
 build_kwok() {
   local dir="$work/kwok"
   mkdir -p "$dir"
@@ -112,16 +154,22 @@ MOD
 }
 
 for name in "${wanted[@]}"; do
-  if have "$name"; then echo "k8snb lab build: $name $K8S_VERSION cached"; continue; fi
+  cached=1
+  for o in $(outputs "$name"); do have "$o" || cached=0; done
+  if [ $cached = 1 ]; then echo "k8snb lab build: $name $K8S_VERSION cached"; continue; fi
   start=$(date +%s)
   echo "k8snb lab build: building $name ..."
   case "$name" in
     etcd) build_etcd ;;
     kwok) build_kwok ;;
+    containerd) build_containerd ;;
+    coredns) build_coredns ;;
     kube-*|kubectl|kubelet) build_kube "$name" ;;
     *) echo "k8snb lab build: unknown component '$name'" >&2; exit 2 ;;
   esac
-  mv "$out/$name.tmp" "$out/$name"
-  record "$name"
+  for o in $(outputs "$name"); do
+    mv "$out/$o.tmp" "$out/$o"
+    record "$o"
+  done
   echo "k8snb lab build: $name built in $(( $(date +%s) - start ))s"
 done

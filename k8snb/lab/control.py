@@ -21,8 +21,7 @@ import yaml
 
 from ..errors import LabError
 from . import binaries, pki, processes
-from .plan import (CLUSTER_DOMAIN, CONTEXT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, NODE_CIDR_MASK,
-                   NODE_PORT_RANGE, LabPlan, state_dir)
+from .plan import CLUSTER_DOMAIN, CONTEXT, NODE_CIDR_MASK, NODE_PORT_RANGE, LabPlan, state_dir
 
 FILES = Path(__file__).parent / "files"
 #: Upper bounds for each start-up step; generous for a loaded 2-core machine, and each one ends
@@ -156,7 +155,7 @@ def _control_plane_argv(b: binaries.Binaries, state: Path, plan: LabPlan, certs:
     advertise = plan.extra.get("api_advertise_ip")
     api = [
         b["kube-apiserver"],
-        f"--etcd-servers=http://127.0.0.1:{ETCD_CLIENT_PORT}",
+        f"--etcd-servers=http://127.0.0.1:{plan.etcd_port}",
         "--bind-address=" + ("0.0.0.0" if advertise else "127.0.0.1"),
         f"--secure-port={plan.api_port}",
         f"--tls-cert-file={certs['apiserver'].cert}", f"--tls-private-key-file={certs['apiserver'].key}",
@@ -182,11 +181,11 @@ def _control_plane_argv(b: binaries.Binaries, state: Path, plan: LabPlan, certs:
     return {
         "etcd": [
             b["etcd"], "--name=k8snb-lab", f"--data-dir={state / 'etcd'}",
-            f"--listen-client-urls=http://127.0.0.1:{ETCD_CLIENT_PORT}",
-            f"--advertise-client-urls=http://127.0.0.1:{ETCD_CLIENT_PORT}",
-            f"--listen-peer-urls=http://127.0.0.1:{ETCD_PEER_PORT}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{ETCD_PEER_PORT}",
-            f"--initial-cluster=k8snb-lab=http://127.0.0.1:{ETCD_PEER_PORT}",
+            f"--listen-client-urls=http://127.0.0.1:{plan.etcd_port}",
+            f"--advertise-client-urls=http://127.0.0.1:{plan.etcd_port}",
+            f"--listen-peer-urls=http://127.0.0.1:{plan.etcd_port + 1}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{plan.etcd_port + 1}",
+            f"--initial-cluster=k8snb-lab=http://127.0.0.1:{plan.etcd_port + 1}",
             "--listen-metrics-urls=", "--log-level=warn", "--unsafe-no-fsync=true",
         ],
         "kube-apiserver": api,
@@ -266,8 +265,10 @@ def status() -> LabStatus:
     running = bool(plan) and bool(procs) and all(p["running"] for p in procs)
     if running:
         try:
-            _api(state, "GET", "/readyz", port=plan["api_port"])
-        except (LabError, OSError):
+            with urllib.request.urlopen(f"https://127.0.0.1:{plan['api_port']}/readyz", timeout=5,
+                                        context=_tls_context(state)) as resp:
+                running = resp.status == 200
+        except (urllib.error.URLError, OSError):
             running = False
     return LabStatus(running, plan, procs, str(kubeconfig_path()), str(state))
 
@@ -280,7 +281,7 @@ def up(plan: LabPlan | None = None, version: str | None = None, rebuild: bool = 
     current = status()
     if current.running:
         wanted = plan.as_dict()
-        differs = [k for k in ("nodes_mode", "pod_cidr", "service_cidr", "network", "api_port")
+        differs = [k for k in ("nodes_mode", "pod_cidr", "service_cidr", "network", "api_port", "etcd_port")
                    if current.plan.get(k) != wanted[k]]
         if differs:
             raise LabError("the lab is already running with other settings ("
@@ -291,7 +292,7 @@ def up(plan: LabPlan | None = None, version: str | None = None, rebuild: bool = 
     if current.processes:
         _log("k8snb lab: found a stopped or broken lab; cleaning it up before starting")
         down(quiet=True)
-    ports = {plan.api_port: "kube-apiserver", ETCD_CLIENT_PORT: "etcd", ETCD_PEER_PORT: "etcd peer"}
+    ports = {plan.api_port: "kube-apiserver", plan.etcd_port: "etcd", plan.etcd_port + 1: "etcd peer"}
     processes.require_ports(ports)
 
     if plan.nodes_mode == "real":
@@ -314,7 +315,7 @@ def up(plan: LabPlan | None = None, version: str | None = None, rebuild: bool = 
         plan.save(state / "plan.json")
         argv = _control_plane_argv(b, state, plan, certs, kubeconfigs)
         processes.start(state, "etcd", argv["etcd"])
-        _wait_http(f"http://127.0.0.1:{ETCD_CLIENT_PORT}/health", ETCD_TIMEOUT, "etcd", state, "etcd")
+        _wait_http(f"http://127.0.0.1:{plan.etcd_port}/health", ETCD_TIMEOUT, "etcd", state, "etcd")
         processes.start(state, "kube-apiserver", argv["kube-apiserver"])
         _wait_http(f"https://127.0.0.1:{plan.api_port}/readyz", API_TIMEOUT, "kube-apiserver", state,
                    "kube-apiserver", context=_tls_context(state))

@@ -25,10 +25,9 @@ NODE_NAMES = ("k8snb-control-plane", "k8snb-worker", "k8snb-worker2")
 CONTEXT = "k8snb-lab"
 CLUSTER_DOMAIN = "cluster.local"
 NODE_PORT_RANGE = "30000-32767"
-#: etcd listens on loopback on ports away from a system etcd's 2379/2380.
-ETCD_CLIENT_PORT = 12379
-ETCD_PEER_PORT = 12380
 API_PORT = 6443
+#: etcd listens on loopback on ports away from a system etcd's 2379/2380 (peer: client + 1).
+ETCD_PORT = 12379
 
 
 def state_dir() -> Path:
@@ -64,6 +63,7 @@ class LabPlan:
     node_subnet: str = DEFAULT_NODE_SUBNET
     node_names: tuple[str, ...] = NODE_NAMES
     api_port: int = API_PORT
+    etcd_port: int = ETCD_PORT
     network: str = "routed"
     extra: dict = field(default_factory=dict)
 
@@ -117,4 +117,5 @@ class LabPlan:
         d = json.loads(path.read_text())
         return cls(nodes_mode=d["nodes_mode"], pod_cidr=d["pod_cidr"], service_cidr=d["service_cidr"],
                    node_subnet=d["node_subnet"], node_names=tuple(d["node_names"]),
-                   api_port=d["api_port"], network=d.get("network", "routed"))
+                   api_port=d["api_port"], etcd_port=d.get("etcd_port", ETCD_PORT),
+                   network=d.get("network", "routed"))

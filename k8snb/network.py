@@ -1,0 +1,83 @@
+"""The cluster's address plan, read live: pod ranges, service range, CNI plugin, network model.
+
+`k8snb.cidr` holds the pure analysis; this module gathers its inputs from the API so that the
+verdict (flat VPC-CNI style vs a separate pod range) is computed from the learner's own cluster,
+without being told which kind of cluster it is.
+"""
+from __future__ import annotations
+
+import ipaddress
+
+from .cidr import NetworkModel, classify, guess_cni, pod_range
+from .cluster import Cluster
+from .errors import Forbidden
+from .tables import NONE, pods as pods_table, nodes as nodes_table
+
+
+def service_range(cluster: Cluster) -> str | None:
+    """The Service IP range: from ServiceCIDR objects where the API has them (1.33+), else a
+    lower bound guessed from the `kubernetes` Service's ClusterIP (the first address of the range)."""
+    try:
+        items = cluster.api.list("/apis/networking.k8s.io/v1/servicecidrs")
+        cidrs = [c for item in items for c in item.get("spec", {}).get("cidrs", [])]
+        if cidrs:
+            return ",".join(cidrs)
+    except Exception:  # noqa: BLE001 — older clusters or no permission: fall back below
+        pass
+    svc = cluster.api.exists("/api/v1/namespaces/default/services/kubernetes")
+    if not svc:
+        return None
+    ip = ipaddress.ip_address(svc["spec"]["clusterIP"])
+    # The first usable address is .1 of the range; a /16 around it is the common default (kind,
+    # kubeadm: 10.96.0.0/12 or /16; EKS: 172.20.0.0/16). Say it is a guess.
+    return f"{ipaddress.ip_network(f'{ip}/16', strict=False)} (guessed from the kubernetes Service)"
+
+
+def cni_plugin(cluster: Cluster) -> str:
+    """The CNI plugin, guessed from kube-system DaemonSets (aws-node, calico-node, kindnet ...)."""
+    try:
+        ds = cluster.api.list("/apis/apps/v1/namespaces/kube-system/daemonsets")
+    except Forbidden:
+        return "unknown (no permission to list DaemonSets in kube-system)"
+    name = guess_cni(d["metadata"]["name"] for d in ds)
+    if cluster.is_lab and name.startswith("unknown"):
+        return "bridge + host-local (the lab's node-local CNI config, no DaemonSet)"
+    return name
+
+
+def network_model(cluster: Cluster) -> NetworkModel:
+    """Flat (pods on the node network) or separate pod range, decided from nodes and pods."""
+    nodes = nodes_table(cluster)
+    pods = pods_table(cluster)
+    node_ips = [ip.split(",")[0] for ip in nodes["internal_ip"] if ip != NONE]
+    pod_ips = [ip for ip, host in zip(pods["ip"], pods["host_network"]) if ip != NONE and not host]
+    cidrs = [c for v in nodes["pod_cidrs"] if v != NONE for c in v.split(",")]
+    subnet = None
+    if cluster.is_lab:
+        from .lab import status
+
+        st = status()
+        subnet = st.plan["node_subnet"] if st.plan else None
+    return classify(node_ips, pod_ips, cidrs, node_subnet=subnet)
+
+
+def address_plan(cluster: Cluster) -> dict:
+    """Everything `plots.plot_address_space` draws: ranges and the addresses inside them."""
+    nodes = nodes_table(cluster)
+    pods = pods_table(cluster)
+    model = network_model(cluster)
+    svc_range = service_range(cluster)
+    services = cluster.api.list("/api/v1/services")
+    cidrs = [c for v in nodes["pod_cidrs"] if v != NONE for c in v.split(",")]
+    overall = pod_range(cidrs)
+    return {
+        "model": model.model,
+        "node_network": model.node_network,
+        "pod_ranges": cidrs,
+        "pod_range": str(overall) if overall else None,
+        "service_range": svc_range.split(" ")[0] if svc_range else None,
+        "node_ips": [ip.split(",")[0] for ip in nodes["internal_ip"] if ip != NONE],
+        "pod_ips": [ip for ip, host in zip(pods["ip"], pods["host_network"]) if ip != NONE and not host],
+        "service_ips": [s["spec"]["clusterIP"] for s in services
+                        if s["spec"].get("clusterIP") not in (None, "", "None")],
+    }

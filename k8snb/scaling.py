@@ -1,0 +1,93 @@
+"""Experiments that change the cluster and measure what follows: scale sweeps and pod replacement.
+
+These are the article's "scale to 5 and curl again" and "pods come and go, the Service stays",
+turned into functions that return DataFrames the notebooks plot.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import pandas as pd
+
+from .cluster import Cluster
+from .errors import InvalidInput, NotReadyInTime
+from .manifests import scale
+from .names import dns_label, replicas as check_replicas
+from .tables import endpoints
+from .traffic import sample, sweep_frame
+from .wait import wait_deployment, wait_endpoints
+
+
+def scale_and_wait(cluster: Cluster, replicas: int, deployment: str = "nginx-hello", service: str = "nginx-svc",
+                   namespace: str = "default", timeout: float = 120.0) -> pd.DataFrame:
+    """Scale, wait until the Service lists exactly `replicas` ready endpoints; return the endpoints."""
+    check_replicas(replicas)
+    scale(cluster, deployment, replicas, namespace)
+    wait_deployment(cluster, deployment, namespace, timeout=timeout)
+    if replicas:
+        wait_endpoints(cluster, service, namespace, count=_endpoint_count(cluster, service, namespace, replicas),
+                       timeout=timeout)
+    return endpoints(cluster, service, namespace)
+
+
+def _endpoint_count(cluster: Cluster, service: str, namespace: str, replicas: int) -> int:
+    """Endpoint rows expected for `replicas` pods: one per pod and Service port."""
+    svc = cluster.api.get(f"/api/v1/namespaces/{namespace}/services/{service}")
+    return replicas * max(1, len(svc["spec"].get("ports") or []))
+
+
+def sweep(cluster: Cluster, replica_counts: Iterable[int] = range(1, 6), n: int = 200,
+          deployment: str = "nginx-hello", service: str = "nginx-svc", namespace: str = "default",
+          seed: int | None = None) -> pd.DataFrame:
+    """For each replica count: scale, wait for the endpoints, send `n` requests; one long frame
+    (replicas, replica, count, share, p_value, mode) ready for `plot_sweep`."""
+    counts = list(replica_counts)
+    if not counts:
+        raise InvalidInput("replica_counts is empty")
+    for k in counts:
+        check_replicas(k)
+        if k == 0:
+            raise InvalidInput("a sweep needs at least one replica at every step (0 has nobody to answer)")
+    results, expected = {}, {}
+    for k in counts:
+        eps = scale_and_wait(cluster, k, deployment, service, namespace)
+        expected[k] = sorted(set(eps["pod"].dropna()))
+        results[k] = sample(cluster, n, service, namespace, seed=None if seed is None else seed + k)
+    return sweep_frame(results, expected)
+
+
+def replace_pod(cluster: Cluster, app: str = "nginx", namespace: str = "default", service: str = "nginx-svc",
+                probes: int = 20, timeout: float = 120.0) -> pd.DataFrame:
+    """Delete one pod behind `service`, keep requesting through the Service while the Deployment
+    replaces it, and report old and new pod IPs and how many requests were answered.
+
+    Returns one row per phase ('before', 'after') with pod, IP and the answered share of probes.
+    """
+    dns_label(app, "app label")
+    before = endpoints(cluster, service, namespace)
+    if before.empty:
+        raise NotReadyInTime(f"Service {namespace}/{service} has no endpoints to replace")
+    victim = before.iloc[0]
+    cluster.api.delete(f"/api/v1/namespaces/{namespace}/pods/{victim['pod']}")
+    during = sample(cluster, probes, service, namespace)
+    deadline = time.monotonic() + timeout
+    while True:
+        after = endpoints(cluster, service, namespace)
+        fresh = after[~after["pod"].isin(before["pod"]) & after["ready"]]
+        if len(fresh) and len(after[after["ready"]]) >= len(before):
+            break
+        if time.monotonic() > deadline:
+            raise NotReadyInTime(f"no replacement pod for {victim['pod']} became ready within {timeout:.0f} s")
+        wait_endpoints(cluster, service, namespace, count=len(before), timeout=max(1.0, deadline - time.monotonic()))
+    answered = float(during["ok"].mean()) if len(during) else 0.0
+    new = fresh.iloc[0]
+    out = pd.DataFrame([
+        {"phase": "before", "pod": victim["pod"], "ip": victim["address"], "node": victim["node"],
+         "answered_share": None},
+        {"phase": "after", "pod": new["pod"], "ip": new["address"], "node": new["node"],
+         "answered_share": answered},
+    ])
+    out.attrs["mode"] = during.attrs.get("mode", "measured") if hasattr(during, "attrs") else "measured"
+    out.attrs["probes"] = probes
+    return out
