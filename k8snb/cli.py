@@ -22,7 +22,7 @@ def _lab(args: argparse.Namespace) -> int:
             raise K8snbError("real nodes need root (network namespaces, containerd, iptables); "
                              "run as root, or use `k8snb lab up --nodes kwok` for simulated nodes")
         plan = LabPlan(nodes_mode=nodes, pod_cidr=args.pod_cidr, service_cidr=args.service_cidr,
-                       api_port=args.port, network=args.network)
+                       api_port=args.port, etcd_port=args.etcd_port, network=args.network)
         st = lab.up(plan, version=args.version, rebuild=args.rebuild, merge_kubeconfig=args.merge_kubeconfig)
         print("\n".join(st.lines()))
         return 0 if st.running else 1
@@ -77,6 +77,7 @@ def parser() -> argparse.ArgumentParser:
     lab.add_argument("--pod-cidr", default="10.244.0.0/16")
     lab.add_argument("--service-cidr", default="10.96.0.0/16")
     lab.add_argument("--port", type=int, default=6443, help="kube-apiserver's port on 127.0.0.1")
+    lab.add_argument("--etcd-port", type=int, default=12379, help="etcd's client port on 127.0.0.1 (peer: +1)")
     lab.add_argument("--version", help="Kubernetes version (default: the pin in lab/versions.env)")
     lab.add_argument("--rebuild", action="store_true", help="fetch or build the binaries again")
     lab.add_argument("--merge-kubeconfig", action="store_true", help="also add the lab's context to ~/.kube/config")

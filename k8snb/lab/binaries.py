@@ -129,7 +129,7 @@ def download(version: str, names: list[str], log=print) -> list[str]:
     directory = bin_dir(version)
     directory.mkdir(parents=True, exist_ok=True)
     missing = []
-    for name in names:
+    for i, name in enumerate(names):
         if mirror:
             url, sum_url = f"{mirror.rstrip('/')}/{name}", f"{mirror.rstrip('/')}/{name}.sha256"
         else:
@@ -137,10 +137,16 @@ def download(version: str, names: list[str], log=print) -> list[str]:
         try:
             sums = _fetch(sum_url, PROBE_TIMEOUT).decode()
             data = _fetch(url, 300)
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            log(f"k8snb lab: cannot download {name} from {url} ({getattr(exc, 'reason', exc)}); will build it")
+        except urllib.error.HTTPError as exc:
+            log(f"k8snb lab: {url}: HTTP {exc.code}; will build {name} from source")
             missing.append(name)
             continue
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            # The server is unreachable (offline machine): no point in asking for the others.
+            log(f"k8snb lab: no download possible ({getattr(exc, 'reason', exc)} for {url.split('/')[2]}); "
+                f"will build {', '.join(names[i:])} from source")
+            missing.extend(names[i:])
+            break
         want = _expected_digest(sums, url.rsplit("/", 1)[-1])
         got = hashlib.sha256(data).hexdigest()
         if want != got:
@@ -186,6 +192,7 @@ def build(version: str, names: list[str], log=print) -> None:
             f"cannot build {', '.join(names)}: Go is not installed (Go >= 1.26 is needed to build "
             f"Kubernetes {version} from source) and no download was possible"
         )
+    _check_published(version)
     script = recipes_dir() / "build.sh"
     env = dict(os.environ, K8S_VERSION=version, K8SNB_CACHE=str(cache_dir()))
     started = time.monotonic()
@@ -199,6 +206,20 @@ def build(version: str, names: list[str], log=print) -> None:
             raise LabError(f"Kubernetes {version} is not published on the Go module proxy (unknown version)")
         raise LabError(f"building {', '.join(names)} failed (exit {proc.returncode}); last lines:\n{tail}")
     log(f"k8snb lab: build finished in {time.monotonic() - started:.0f} s")
+
+
+def _check_published(version: str) -> None:
+    """Refuse a Kubernetes version the Go module proxy does not serve, before a long build starts."""
+    proxy = os.environ.get("GOPROXY", "https://proxy.golang.org").split(",")[0]
+    try:
+        listed = _fetch(f"{proxy}/k8s.io/kubernetes/@v/list", PROBE_TIMEOUT).decode().split()
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise LabError(f"cannot reach the Go module proxy {proxy} to build Kubernetes {version}: "
+                       f"{getattr(exc, 'reason', exc)}") from None
+    if version not in listed:
+        newest = sorted((v for v in listed if _VERSION.match(v)), key=lambda v: tuple(map(int, v[1:].split("."))))
+        raise LabError(f"unknown Kubernetes version {version}: the Go module proxy does not serve it "
+                       f"(newest served: {newest[-1] if newest else 'none'})")
 
 
 def ensure(names: tuple[str, ...], version: str | None = None, rebuild: bool = False, log=print) -> Binaries:
