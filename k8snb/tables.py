@@ -84,6 +84,7 @@ class _Address(msgspec.Struct):
 
 class _NodeInfo(msgspec.Struct):
     kubeletVersion: str = ""
+    architecture: str = ""
     osImage: str = ""
     kernelVersion: str = ""
     containerRuntimeVersion: str = ""
@@ -221,6 +222,11 @@ def _roles(labels: dict[str, str]) -> str:
     return ",".join(r for r in roles if r) or NONE
 
 
+def _kernel(info: _NodeInfo) -> str:
+    """kubectl's KERNEL-VERSION column: the kernel, then the architecture in parentheses."""
+    return f"{info.kernelVersion} ({info.architecture})" if info.architecture else info.kernelVersion
+
+
 def _node_status(node: _Node) -> str:
     ready = next((c.status for c in node.status.conditions if c.type == "Ready"), None)
     text = "Ready" if ready == "True" else ("NotReady" if ready is not None else "Unknown")
@@ -250,7 +256,7 @@ def node_records(pages: Iterable[bytes], now: datetime | None = None) -> list[di
                 "age": _age(n.metadata.creationTimestamp, now), "version": n.status.nodeInfo.kubeletVersion,
                 "internal_ip": ",".join(internal) or NONE, "external_ip": ",".join(external) or NONE,
                 "pod_cidrs": ",".join(cidrs) or NONE, "os_image": n.status.nodeInfo.osImage,
-                "kernel": n.status.nodeInfo.kernelVersion, "runtime": n.status.nodeInfo.containerRuntimeVersion,
+                "kernel": _kernel(n.status.nodeInfo), "runtime": n.status.nodeInfo.containerRuntimeVersion,
             })
     return rows
 
