@@ -26,6 +26,14 @@ def _lab(args: argparse.Namespace) -> int:
         st = lab.up(plan, version=args.version, rebuild=args.rebuild, merge_kubeconfig=args.merge_kubeconfig)
         print("\n".join(st.lines()))
         return 0 if st.running else 1
+    if args.action == "fetch":
+        from .lab import binaries
+
+        nodes = args.nodes or ("real" if os.geteuid() == 0 else "kwok")
+        extra = binaries.KWOK if nodes == "kwok" else binaries.NODE
+        got = binaries.ensure(binaries.CONTROL_PLANE + extra, version=args.version, rebuild=args.rebuild)
+        print(f"k8snb lab: binaries for Kubernetes {got.version} ready in {got.directory}")
+        return 0
     if args.action == "down":
         lab.down()
         return 0
@@ -69,7 +77,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     lab = sub.add_parser("lab", help="the offline lab cluster built from Kubernetes' sources")
-    lab.add_argument("action", choices=["up", "down", "status", "kubeconfig"])
+    lab.add_argument("action", choices=["up", "down", "status", "kubeconfig", "fetch"],
+                     help="fetch: download or build the binaries without starting anything")
     lab.add_argument("--nodes", choices=["kwok", "real"], help="simulated (kwok) or real nodes "
                      "(default: real as root, kwok otherwise)")
     lab.add_argument("--network", choices=["routed", "flat"], default="routed",
