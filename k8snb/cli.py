@@ -17,12 +17,23 @@ def _lab(args: argparse.Namespace) -> int:
     from .lab.plan import LabPlan
 
     if args.action == "up":
+        explicit = {k: v for k, v in vars(args).items()
+                    if k in ("nodes", "network", "pod_cidr", "service_cidr", "port", "etcd_port") and v is not None}
+        running = lab.status()
+        if running.running and not explicit:
+            # `make test` after `make lab LAB_ARGS=...`: use the lab that runs, whatever its settings.
+            print("k8snb lab: already running; nothing to do")
+            print("\n".join(running.lines()))
+            return 0
         nodes = args.nodes or ("real" if os.geteuid() == 0 else "kwok")
         if nodes == "real" and os.geteuid() != 0:
             raise K8snbError("real nodes need root (network namespaces, containerd, iptables); "
                              "run as root, or use `k8snb lab up --nodes kwok` for simulated nodes")
-        plan = LabPlan(nodes_mode=nodes, pod_cidr=args.pod_cidr, service_cidr=args.service_cidr,
-                       api_port=args.port, etcd_port=args.etcd_port, network=args.network)
+        defaults = LabPlan()
+        plan = LabPlan(nodes_mode=nodes, pod_cidr=args.pod_cidr or defaults.pod_cidr,
+                       service_cidr=args.service_cidr or defaults.service_cidr,
+                       api_port=args.port or defaults.api_port, etcd_port=args.etcd_port or defaults.etcd_port,
+                       network=args.network or defaults.network)
         st = lab.up(plan, version=args.version, rebuild=args.rebuild, merge_kubeconfig=args.merge_kubeconfig)
         print("\n".join(st.lines()))
         return 0 if st.running else 1
@@ -59,7 +70,7 @@ def _cleanup(args: argparse.Namespace) -> int:
     from .cluster import connect
     from .manifests import cleanup
 
-    removed = cleanup(connect(args.context, quiet=True), namespaces=args.namespace or None)
+    removed = cleanup(connect(args.context, quiet=True), namespaces=args.namespace or None)  # None: all
     print(removed.to_string(index=False) if len(removed) else "k8snb: nothing of the course to clean up")
     return 0
 
@@ -81,12 +92,12 @@ def parser() -> argparse.ArgumentParser:
                      help="fetch: download or build the binaries without starting anything")
     lab.add_argument("--nodes", choices=["kwok", "real"], help="simulated (kwok) or real nodes "
                      "(default: real as root, kwok otherwise)")
-    lab.add_argument("--network", choices=["routed", "flat"], default="routed",
+    lab.add_argument("--network", choices=["routed", "flat"],
                      help="separate pod range (routed) or pods on the node subnet (flat)")
-    lab.add_argument("--pod-cidr", default="10.244.0.0/16")
-    lab.add_argument("--service-cidr", default="10.96.0.0/16")
-    lab.add_argument("--port", type=int, default=6443, help="kube-apiserver's port on 127.0.0.1")
-    lab.add_argument("--etcd-port", type=int, default=12379, help="etcd's client port on 127.0.0.1 (peer: +1)")
+    lab.add_argument("--pod-cidr", help="pod range (default 10.244.0.0/16, a /24 per node)")
+    lab.add_argument("--service-cidr", help="Service range (default 10.96.0.0/16)")
+    lab.add_argument("--port", type=int, help="kube-apiserver's port on 127.0.0.1 (default 6443)")
+    lab.add_argument("--etcd-port", type=int, help="etcd's client port on 127.0.0.1 (default 12379; peer: +1)")
     lab.add_argument("--version", help="Kubernetes version (default: the pin in lab/versions.env)")
     lab.add_argument("--rebuild", action="store_true", help="fetch or build the binaries again")
     lab.add_argument("--merge-kubeconfig", action="store_true", help="also add the lab's context to ~/.kube/config")

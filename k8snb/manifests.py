@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Sequence
 from importlib import resources
 
 import pandas as pd
 import yaml
 
 from .cluster import Cluster
-from .errors import Conflict, InvalidInput, K8snbError, NotFound
-from .names import dns_label, replicas as check_replicas
+from .errors import Conflict, Forbidden, InvalidInput, K8snbError, NotFound
+from .names import dns_label, dns_subdomain, replicas as check_replicas
 
 PART_OF = "app.kubernetes.io/part-of"
 COURSE = "k8snb"
 SELECTOR = f"{PART_OF}={COURSE}"
+#: The article's namespaces: where the course's objects live unless a caller says otherwise.
+COURSE_NAMESPACES = ("default", "nginx")
 #: Seconds to wait for a namespace the course deleted to finish terminating before re-creating it.
 NAMESPACE_TERMINATING_TIMEOUT = 60.0
 
@@ -122,7 +125,7 @@ def apply(cluster: Cluster, obj: dict) -> dict:
     """Server-side apply one object, refusing to touch a same-named object the course did not make."""
     obj = labelled(obj)
     kind, meta = obj["kind"], obj["metadata"]
-    dns_label(meta["name"], f"{kind} name") if kind != "ClusterRole" else None
+    dns_subdomain(meta["name"], f"{kind} name")
     if kind == "Namespace":
         ensure_namespace(cluster, meta["name"])
         return cluster.api.get(object_path(obj))
@@ -179,9 +182,14 @@ def scale(cluster: Cluster, deployment: str, replicas: int, namespace: str = "de
                                content_type="application/merge-patch+json").json()
 
 
-def cleanup(cluster: Cluster, namespaces: list[str] | None = None, wait: bool = True) -> pd.DataFrame:
-    """Delete every object labelled part-of=k8snb (only in `namespaces` if given) and the namespaces
-    the course created. Returns what was deleted (kind, namespace, name)."""
+def cleanup(cluster: Cluster, namespaces: Sequence[str] | None = COURSE_NAMESPACES,
+            wait: bool = True) -> pd.DataFrame:
+    """Delete every object labelled part-of=k8snb in `namespaces` (the course's, by default; None
+    means the whole cluster, cluster-scoped objects included) and the namespaces the course created.
+
+    Returns what was deleted (kind, namespace, name); an object this account may not delete is
+    listed with kind suffixed ' (kept: forbidden)' instead of failing the whole cleanup.
+    """
     rows = []
     for kind in CLEANUP_ORDER:
         prefix, plural, namespaced = KINDS[kind]
@@ -193,20 +201,27 @@ def cleanup(cluster: Cluster, namespaces: list[str] | None = None, wait: bool = 
             for item in cluster.api.list(scope, labelSelector=SELECTOR):
                 m = item["metadata"]
                 obj = {"kind": kind, "metadata": {"name": m["name"], "namespace": m.get("namespace")}}
-                if cluster.api.delete(object_path(obj), propagationPolicy="Background"):
-                    rows.append({"kind": kind, "namespace": m.get("namespace", ""), "name": m["name"]})
+                rows += _delete(cluster, obj, propagationPolicy="Background")
     for item in cluster.api.list("/api/v1/namespaces", labelSelector=SELECTOR):
         name = item["metadata"]["name"]
         if namespaces and name not in namespaces:
             continue
-        if cluster.api.delete(f"/api/v1/namespaces/{name}"):
-            rows.append({"kind": "Namespace", "namespace": "", "name": name})
+        rows += _delete(cluster, {"kind": "Namespace", "metadata": {"name": name}})
     if wait:
         _wait_gone(cluster, namespaces)
     return pd.DataFrame(rows, columns=["kind", "namespace", "name"])
 
 
-def _wait_gone(cluster: Cluster, namespaces: list[str] | None, timeout: float = 90.0) -> None:
+def _delete(cluster: Cluster, obj: dict, **params) -> list[dict]:
+    m = obj["metadata"]
+    row = {"kind": obj["kind"], "namespace": m.get("namespace") or "", "name": m["name"]}
+    try:
+        return [row] if cluster.api.delete(object_path(obj), **params) else []
+    except Forbidden:
+        return [{**row, "kind": f"{obj['kind']} (kept: forbidden)"}]
+
+
+def _wait_gone(cluster: Cluster, namespaces: Sequence[str] | None, timeout: float = 90.0) -> None:
     """Wait until no labelled pod remains, so that a re-run starts from a clean slate."""
     deadline = time.monotonic() + timeout
     scopes = [f"/api/v1/namespaces/{ns}/pods" for ns in namespaces] if namespaces else ["/api/v1/pods"]
