@@ -9,6 +9,7 @@ The official client's model objects would cost seconds per thousand pods.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 from datetime import datetime, timezone
 from typing import Iterable
@@ -151,8 +152,13 @@ def human_duration(seconds: float) -> str:
 def _age(timestamp: str | None, now: datetime) -> str:
     if not timestamp:
         return NONE
-    t = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    return human_duration((now - t).total_seconds())
+    return human_duration((now - _parse_time(timestamp)).total_seconds())
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_time(timestamp: str) -> datetime:
+    """Pods created together share timestamps: parse each distinct one once."""
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
 
 
 def pod_status(pod: _Pod) -> str:
@@ -278,6 +284,7 @@ def pod_records(pages: Iterable[bytes], node_rows: list[dict] | None, now: datet
     by_node = {r["name"]: r for r in node_rows or []}
     node_ips = [r["internal_ip"].split(",")[0] for r in node_rows or [] if r["internal_ip"] != NONE]
     network = node_network(node_ips) if node_ips else None
+    network_text = str(network) if network else None
     rows = []
     for page in pages:
         for p in _pod_list.decode(page).items:
@@ -295,7 +302,7 @@ def pod_records(pages: Iterable[bytes], node_rows: list[dict] | None, now: datet
                 "node_ip": (node["internal_ip"] if node else None) if node_rows is not None else None,
                 "node_pod_cidr": cidr,
                 "in_node_pod_cidr": contains(cidr, ip) if not p.spec.hostNetwork else None,
-                "in_node_network": (ipaddress.ip_address(ip) in network) if ip and network else None,
+                "in_node_network": contains(network_text, ip) if network_text else None,
                 "host_network": p.spec.hostNetwork,
             })
     return rows
