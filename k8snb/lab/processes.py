@@ -40,11 +40,13 @@ def start(state: Path, name: str, argv: list[str], env: dict[str, str] | None = 
     log = open(state / "logs" / f"{name}.log", "ab")
     exe = argv[0]
     if netns:
-        argv = ["ip", "netns", "exec", netns, *argv]
+        # Only the network namespace: `ip netns exec` would also give each process a private mount
+        # namespace, and containerd would then not see the volumes kubelet mounts for its pods.
+        argv = ["nsenter", f"--net=/run/netns/{netns}", "--", *argv]
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env={**os.environ, **(env or {})}, start_new_session=True, close_fds=True)
     log.close()
-    # `ip netns exec` execs the target, so the PID is the component itself.
+    # nsenter execs the target, so the PID is the component itself.
     _pidfile(state, name).write_text(f"{proc.pid} {exe}\n")
     return proc.pid
 

@@ -1,0 +1,85 @@
+"""What a real-nodes lab runs besides the nodes: the local image registry and CoreDNS.
+
+The registry (Debian's docker-registry) is a lab process on the host, listening on the lab bridge
+only; every node's containerd uses it for docker.io and registry.k8s.io. CoreDNS is an ordinary
+Deployment behind the `kube-dns` Service, so learners see the same objects as on kind or EKS.
+"""
+from __future__ import annotations
+
+import random
+import socket
+import string
+import struct
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..errors import LabError
+from . import images, processes
+from .binaries import Binaries, pinned_versions
+from .plan import CLUSTER_DOMAIN, LabPlan
+
+FILES = Path(__file__).parent / "files"
+DNS_TIMEOUT = 90.0
+
+
+def start_registry(state: Path, address: str) -> None:
+    """Serve the cached registry storage; first drop blobs only earlier image recipes used (tags
+    are overwritten by each rebuild, so old manifests are untagged), which is safe while no one serves it."""
+    cfg = images.registry_config(state, address)
+    subprocess.run(["/usr/bin/docker-registry", "garbage-collect", "--delete-untagged", str(cfg)],
+                   capture_output=True, check=False)
+    processes.start(state, "registry", ["/usr/bin/docker-registry", "serve", str(cfg)])
+    images.wait_registry(address)
+
+
+def publish_images(b: Binaries, registry: str, log: Callable[[str], None]) -> None:
+    """Build what the cache lacks and push what the registry lacks (a warm lab only re-checks)."""
+    for image in images.build_all(b, pinned_versions()["COREDNS_VERSION"], log):
+        images.push(image, registry)
+
+
+def _dns_query(server: str, name: str, timeout: float = 1.0) -> list[str]:
+    """A minimal DNS A query over UDP: the addresses in the answer (empty on error or no answer)."""
+    qid = random.randrange(1 << 16)
+    question = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split(".")) + b"\0"
+    packet = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + question + struct.pack("!HH", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.sendto(packet, (server, 53))
+            data = s.recv(4096)
+        except OSError:
+            return []
+    rid, flags, _qd, an, _ns, _ar = struct.unpack("!HHHHHH", data[:12])
+    if rid != qid or flags & 0x000F:
+        return []
+    pos = 12 + len(question) + 4
+    out = []
+    for _ in range(an):
+        while data[pos] and data[pos] < 0xC0:  # the owner name: labels, or a pointer
+            pos += data[pos] + 1
+        pos += 2 if data[pos] >= 0xC0 else 1
+        rtype, _cls, _ttl, length = struct.unpack("!HHIH", data[pos:pos + 10])
+        pos += 10
+        if rtype == 1 and length == 4:
+            out.append(socket.inet_ntoa(data[pos:pos + 4]))
+        pos += length
+    return out
+
+
+def start_coredns(plan: LabPlan, state: Path, b: Binaries, kubectl: Callable[..., str]) -> None:
+    """Apply CoreDNS and wait until kube-dns resolves the `kubernetes` Service from the host."""
+    manifest = string.Template((FILES / "coredns.yaml").read_text()).substitute(
+        dns_ip=plan.dns_ip, domain=CLUSTER_DOMAIN,
+        image=images.coredns_image(pinned_versions()["COREDNS_VERSION"]))
+    kubectl(b, state, "apply", "-f", "-", stdin=manifest)
+    name = f"kubernetes.default.svc.{CLUSTER_DOMAIN}"
+    deadline = time.monotonic() + DNS_TIMEOUT
+    while time.monotonic() < deadline:
+        if plan.api_server_ip in _dns_query(plan.dns_ip, name):
+            return
+        time.sleep(0.5)
+    pods = kubectl(b, state, "get", "pods", "-n", "kube-system", "-o", "wide")
+    raise LabError(f"CoreDNS did not answer {name} at {plan.dns_ip} within {DNS_TIMEOUT:.0f} s:\n{pods}")

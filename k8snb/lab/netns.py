@@ -1,0 +1,177 @@
+"""The real nodes' network: one network namespace per node on a lab bridge, and host guard rails.
+
+Layout (defaults):
+
+    host  k8snb0 172.29.0.1/24 ── k8snb-veth0 ══ eth0 172.29.0.2  netns k8snb-control-plane
+                               ── k8snb-veth1 ══ eth0 172.29.0.3  netns k8snb-worker
+                               ── k8snb-veth2 ══ eth0 172.29.0.4  netns k8snb-worker2
+
+Inside a node namespace, pods hang off the CNI bridge `cni0` with addresses from the node's podCIDR,
+and the node routes every other node's podCIDR via that node's IP: pod traffic between nodes stays
+on the lab bridge and never needs the host to forward. The host itself only originates or receives
+lab traffic (kubectl exec, NodePorts, the API server and registry), so its ip_forward is left alone.
+
+Safety: on the host, the pod range is a blackhole except the per-node /24s that point into the lab,
+the service range points at the control-plane node (whose kube-proxy answers it), FORWARD drops
+anything crossing between the lab bridge and another interface, and a guard chain drops packets for
+the lab subnet or the API port that arrive on any interface but loopback and the lab bridge.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from ..errors import LabError
+from .plan import LabPlan
+
+BRIDGE = "k8snb0"
+GUARD_CHAIN = "K8SNB-LAB-GUARD"
+COMMENT = "k8snb-lab"
+#: Host-wide sysctls kubelet sets at start (KernelTunableModify; there is no warn-only mode). The
+#: lab records their values before the nodes start and puts them back at `down`.
+KUBELET_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+                   "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
+
+
+def host_ip(plan: LabPlan) -> str:
+    """The host's address on the lab bridge: .1 of the node subnet."""
+    return str(next(ipaddress.ip_network(plan.node_subnet).hosts()))
+
+
+def veth(index: int) -> str:
+    return f"k8snb-veth{index}"
+
+
+def _run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise LabError(f"lab network: `{' '.join(argv)}` failed: {proc.stderr.strip()}")
+    return proc
+
+
+def in_netns(netns: str, argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    return _run(["ip", "netns", "exec", netns, *argv], check=check)
+
+
+def _guard_rules(plan: LabPlan) -> list[tuple[str, list[str]]]:
+    """(chain, rule) pairs the lab adds to the host's filter table, in insertion order."""
+    tag = ["-m", "comment", "--comment", COMMENT]
+    return [
+        ("FORWARD", ["-i", BRIDGE, "!", "-o", BRIDGE, *tag, "-j", "DROP"]),
+        ("FORWARD", ["!", "-i", BRIDGE, "-o", BRIDGE, *tag, "-j", "DROP"]),
+        ("INPUT", ["-d", plan.node_subnet, *tag, "-j", GUARD_CHAIN]),
+        ("INPUT", ["-p", "tcp", "--dport", str(plan.api_port), *tag, "-j", GUARD_CHAIN]),
+    ]
+
+
+def conflicts(plan: LabPlan) -> list[str]:
+    """Host routes or leftovers that overlap the lab's ranges; the lab refuses to start over them."""
+    found = []
+    if Path(f"/sys/class/net/{BRIDGE}").exists():
+        found.append(f"interface {BRIDGE} exists (left by a lab whose state is gone? `ip link del {BRIDGE}`)")
+    existing = set(_run(["ip", "netns", "list"]).stdout.split())
+    found += [f"network namespace {n} exists (`ip netns del {n}`)" for n in plan.node_names if n in existing]
+    ranges = [ipaddress.ip_network(r) for r in (plan.node_subnet, plan.pod_cidr, plan.service_cidr)]
+    for route in json.loads(_run(["ip", "-j", "route", "show"]).stdout or "[]"):
+        dst = route.get("dst", "")
+        if dst in ("default", ""):
+            continue
+        net = ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False)
+        if any(net.overlaps(r) for r in ranges):
+            found.append(f"host route {dst} dev {route.get('dev', '?')} overlaps the lab's ranges")
+    return found
+
+
+def create(plan: LabPlan) -> None:
+    """Bridge, one namespace + veth per node, host routes and guard rules."""
+    gw = host_ip(plan)
+    prefix = ipaddress.ip_network(plan.node_subnet).prefixlen
+    _run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+    _run(["ip", "addr", "add", f"{gw}/{prefix}", "dev", BRIDGE])
+    _run(["ip", "link", "set", BRIDGE, "up"])
+    for i, (name, ip) in enumerate(plan.node_ips().items()):
+        _run(["ip", "netns", "add", name])
+        _run(["ip", "link", "add", veth(i), "type", "veth", "peer", "name", "eth0", "netns", name])
+        _run(["ip", "link", "set", veth(i), "master", BRIDGE, "up"])
+        _run(["ip", "-n", name, "addr", "add", f"{ip}/{prefix}", "dev", "eth0"])
+        _run(["ip", "-n", name, "link", "set", "lo", "up"])
+        _run(["ip", "-n", name, "link", "set", "eth0", "up"])
+        # No default route: what is not the lab has no way out. Service IPs need a route so that
+        # connect() reaches the nat table, where kube-proxy rewrites them.
+        _run(["ip", "-n", name, "route", "add", plan.service_cidr, "via", gw])
+        # Per-namespace: routing between the node's pods and the lab bridge; bridged pod traffic
+        # through iptables so that kube-proxy's DNAT is undone on same-node replies.
+        in_netns(name, ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1"])
+    _run(["ip", "route", "add", "blackhole", plan.pod_cidr])
+    _run(["ip", "route", "add", plan.service_cidr, "via", plan.node_ips()[plan.node_names[0]]])
+    _run(["iptables", "-w", "-N", GUARD_CHAIN])
+    for rule in (["-i", "lo", "-j", "RETURN"], ["-i", BRIDGE, "-j", "RETURN"], ["-j", "DROP"]):
+        _run(["iptables", "-w", "-A", GUARD_CHAIN, *rule])
+    for chain, rule in _guard_rules(plan):
+        _run(["iptables", "-w", "-I", chain, "1", *rule])
+
+
+def route_pods(plan: LabPlan, pod_cidrs: dict[str, str]) -> None:
+    """Each node (and the host) routes every other node's podCIDR via that node's IP."""
+    ips = plan.node_ips()
+    for node, cidr in pod_cidrs.items():
+        _run(["ip", "route", "replace", cidr, "via", ips[node]])
+        for other in plan.node_names:
+            if other != node:
+                _run(["ip", "-n", other, "route", "replace", cidr, "via", ips[node]])
+
+
+def save_sysctls(state: Path) -> None:
+    path = state / "host-sysctls.json"
+    if not path.exists():
+        path.write_text(json.dumps({k: Path("/proc/sys", k).read_text().strip() for k in KUBELET_SYSCTLS}))
+
+
+def restore_sysctls(state: Path) -> bool:
+    path = state / "host-sysctls.json"
+    if not path.exists():
+        return False
+    for key, value in json.loads(path.read_text()).items():
+        Path("/proc/sys", key).write_text(value)
+    path.unlink()
+    return True
+
+
+def namespace_inodes(plan: LabPlan, state: Path) -> set[int]:
+    """Network namespaces the lab made: the nodes' and the pods' (containerd pins those in its state)."""
+    pins = [Path("/run/netns", n) for n in plan.node_names]
+    nodes = state / "nodes"
+    if nodes.exists():
+        pins += [p for p in nodes.glob("*/containerd/state/**/netns/*") if p.is_file()]
+    inodes = set()
+    for pin in pins:
+        try:
+            inodes.add(os.stat(pin).st_ino)
+        except OSError:
+            pass
+    return inodes
+
+
+def destroy(plan: LabPlan) -> bool:
+    """Remove what `create` and `route_pods` made; True if anything was there. Each step tolerates absence."""
+    found = False
+    existing = set(_run(["ip", "netns", "list"], check=False).stdout.split())
+    for name in plan.node_names:
+        if name in existing:
+            _run(["ip", "netns", "del", name], check=False)  # takes its veth, cni0 and iptables with it
+            found = True
+    if Path(f"/sys/class/net/{BRIDGE}").exists():
+        _run(["ip", "link", "del", BRIDGE], check=False)  # and the routes via node IPs
+        found = True
+    for route in (["blackhole", plan.pod_cidr], [plan.service_cidr]):
+        found |= _run(["ip", "route", "del", *route], check=False).returncode == 0
+    for chain, rule in _guard_rules(plan):
+        while _run(["iptables", "-w", "-D", chain, *rule], check=False).returncode == 0:
+            found = True
+    if _run(["iptables", "-w", "-F", GUARD_CHAIN], check=False).returncode == 0:
+        _run(["iptables", "-w", "-X", GUARD_CHAIN], check=False)
+        found = True
+    return found

@@ -1,0 +1,243 @@
+"""Acceptance of the lab's real nodes, against a running `k8snb lab up --nodes real`.
+
+The lab is found through K8SNB_STATE (its plan.json and kubeconfig); the article's manifests are
+applied unchanged, and every check runs from inside the netshoot pod with `kubectl exec`, as a
+learner would, except the NodePort and host-network checks, which run from the host.
+
+Run (as root, lab started with the same K8SNB_STATE):
+    K8SNB_STATE=/tmp/k8snb-real-state pytest tests/e2e/test_realnodes.py -m realnodes -v
+K8SNB_TEST_LAB_DOWN=1 adds the last check: `down` leaves nothing of the lab on the host.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from k8snb.lab import binaries
+from k8snb.lab.plan import LabPlan, state_dir
+from k8snb.traffic import parse_hello
+
+pytestmark = pytest.mark.realnodes
+
+MANIFESTS = Path(__file__).resolve().parents[2] / "k8snb" / "manifests"
+APPLIED = ("nginx-deploy", "clusterip-svc", "netshoot", "nginx-namespace", "nodeport-svc")
+REQUESTS = 500
+REPLICAS = 5
+
+
+class Lab:
+    """The running real lab: its plan, and kubectl with its admin kubeconfig."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.plan = LabPlan.load(state / "plan.json")
+        cached = binaries.bin_dir(binaries.pinned_versions()["K8S_VERSION"]) / "kubectl"
+        self.kubectl_bin = os.environ.get("KUBECTL") or (str(cached) if cached.exists() else shutil.which("kubectl"))
+
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        proc = subprocess.run([self.kubectl_bin, f"--kubeconfig={self.state / 'kubeconfig'}", *args],
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    def json(self, *args: str) -> dict:
+        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+    def netshoot(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run argv in the netshoot pod."""
+        return self.kubectl("exec", "deploy/netshoot", "--", *argv, check=check)
+
+    def nginx_pods(self) -> list[dict]:
+        return [p for p in self.json("get", "pods", "-l", "app=nginx")["items"]
+                if p["metadata"].get("deletionTimestamp") is None]
+
+
+@pytest.fixture(scope="module")
+def lab() -> Lab:
+    state = state_dir()
+    plan_file = state / "plan.json"
+    if not plan_file.exists() or json.loads(plan_file.read_text())["nodes_mode"] != "real":
+        pytest.skip(f"no real-nodes lab in {state} (start one: k8snb lab up --nodes real)")
+    return Lab(state)
+
+
+@pytest.fixture(scope="module")
+def workload(lab: Lab):
+    """The article's Deployments and Services, applied unchanged; removed afterwards."""
+    files = [f"--filename={MANIFESTS / name}.yaml" for name in APPLIED]
+    lab.kubectl("apply", *files)
+    lab.kubectl("wait", "--for=condition=Available", "deployment", "--all", "--all-namespaces", "--timeout=180s",
+                timeout=200)
+    yield lab
+    if (lab.state / "kubeconfig").exists():  # not when the last test stopped the lab
+        lab.kubectl("delete", "--ignore-not-found", "--wait=false", *files)
+
+
+def _rollout(lab: Lab) -> None:
+    lab.kubectl("rollout", "status", "deployment/nginx-hello", "--timeout=120s", timeout=150)
+
+
+def test_curl_head_nginx_svc(workload: Lab):
+    head = workload.netshoot("curl", "-sSI", "nginx-svc").stdout
+    assert head.splitlines()[0].strip() == "HTTP/1.1 200 OK"
+    assert re.search(r"^Server: nginx/\d", head, re.MULTILINE), head
+
+
+def test_nslookup_names_the_service(workload: Lab):
+    cluster_ip = workload.json("get", "service", "nginx-svc")["spec"]["clusterIP"]
+    out = workload.netshoot("nslookup", "nginx-svc").stdout
+    assert re.search(rf"^Server:\s+{re.escape(workload.plan.dns_ip)}$", out, re.MULTILINE), out
+    assert re.search(r"^Name:\s+nginx-svc\.default\.svc\.cluster\.local$", out, re.MULTILINE), out
+    assert re.search(rf"^Address:\s+{re.escape(cluster_ip)}$", out, re.MULTILINE), out
+
+
+def test_short_names_resolve_only_in_their_namespace(workload: Lab):
+    fields = parse_hello(workload.netshoot("curl", "-sS", "http://nginx.nginx/plain").stdout)
+    assert fields["server_address"] and fields["server_address"].endswith(":80")
+    failed = workload.netshoot("curl", "-sS", "http://nginx", check=False)
+    assert failed.returncode != 0
+    assert "Could not resolve host" in failed.stderr
+
+
+def test_names_outside_the_cluster_do_not_resolve(workload: Lab):
+    """No upstream DNS: CoreDNS answers SERVFAIL at once instead of forwarding off the machine."""
+    out = workload.netshoot("dig", "+tries=1", "+time=3", "example.com", check=False).stdout
+    assert "status: SERVFAIL" in out
+
+
+def test_both_page_variants_parse(workload: Lab):
+    html = parse_hello(workload.netshoot("curl", "-sS", "http://nginx-svc/").stdout)
+    plain = parse_hello(workload.netshoot("curl", "-sS", "http://nginx-svc/?plain").stdout)
+    netshoot_ip = workload.json("get", "pods", "-l", "app=netshoot")["items"][0]["status"]["podIP"]
+    for fields in (html, plain):
+        assert all(fields[k] for k in ("server_address", "server_name", "date", "uri", "request_id"))
+        assert fields["client_address"].split(":")[0] == netshoot_ip
+    assert plain["uri"] == "/?plain"
+
+
+def _answers(lab: Lab, requests: int) -> list[dict]:
+    """`requests` answers through nginx-svc. curl's URL range makes the requests; `Connection:
+    close` gives each its own connection, so kube-proxy picks a backend for every one of them."""
+    body = lab.netshoot("curl", "-sS", "-H", "Connection: close", f"http://nginx-svc/plain?[1-{requests}]").stdout
+    return [parse_hello("Server address:" + part) for part in body.split("Server address:")[1:]]
+
+
+def _wait_programmed(lab: Lab, names: set[str], timeout: float = 30) -> None:
+    """Ready pods reach kube-proxy's rules a moment later (EndpointSlice, then an iptables sync):
+    wait until every replica has answered once before measuring."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not names <= seen:
+        seen |= {a["server_name"] for a in _answers(lab, 20)}
+    assert names <= seen, f"replicas never answered through the Service: {names - seen}"
+
+
+def test_scaled_replicas_share_new_connections(workload: Lab):
+    workload.kubectl("scale", "deployment/nginx-hello", f"--replicas={REPLICAS}")
+    try:
+        _rollout(workload)
+        pods = workload.nginx_pods()
+        assert len(pods) == REPLICAS
+        assert len({p["spec"]["nodeName"] for p in pods}) > 1, "all replicas landed on one node"
+        _wait_programmed(workload, {p["metadata"]["name"] for p in pods})
+        counts = Counter(a["server_name"] for a in _answers(workload, REQUESTS))
+        print(f"{REQUESTS} requests over {REPLICAS} replicas: {dict(counts)}")
+        assert sum(counts.values()) == REQUESTS
+        assert set(counts) == {p["metadata"]["name"] for p in pods}, counts
+        assert min(counts.values()) >= 50, counts
+    finally:
+        workload.kubectl("scale", "deployment/nginx-hello", "--replicas=1")
+
+
+def test_replaced_pod_gets_a_new_ip_and_service_keeps_answering(workload: Lab):
+    _rollout(workload)
+    old = workload.nginx_pods()[0]
+    workload.kubectl("delete", "pod", old["metadata"]["name"], "--wait=false")
+    deadline = time.monotonic() + 90
+    new: list[dict] = []
+    while time.monotonic() < deadline:
+        new = [p for p in workload.nginx_pods() if p["metadata"]["name"] != old["metadata"]["name"]
+               and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+        if new:
+            break
+        time.sleep(1)
+    assert new, "no replacement pod became Ready"
+    assert new[0]["status"]["podIP"] != old["status"]["podIP"]
+    _wait_programmed(workload, {new[0]["metadata"]["name"]})
+
+
+def test_nodeport_answers_on_every_node_from_the_host(workload: Lab):
+    port = workload.json("get", "service", "nginx-nodeport")["spec"]["ports"][0]["nodePort"]
+    for node, ip in workload.plan.node_ips().items():
+        with urllib.request.urlopen(f"http://{ip}:{port}/plain", timeout=5) as resp:
+            assert resp.status == 200, node
+            assert parse_hello(resp.read().decode())["server_address"], node
+
+
+def test_nodes_are_real_and_ready(lab: Lab):
+    nodes = {n["metadata"]["name"]: n for n in lab.json("get", "nodes")["items"]}
+    assert set(nodes) == set(lab.plan.node_names)
+    for name, ip in lab.plan.node_ips().items():
+        status = nodes[name]["status"]
+        assert status["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://2.")
+        assert {"type": "InternalIP", "address": ip} in status["addresses"]
+        assert any(c["type"] == "Ready" and c["status"] == "True" for c in status["conditions"])
+
+
+def _ip_json(*args: str) -> list[dict]:
+    return json.loads(subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True).stdout)
+
+
+def test_pod_and_service_ranges_stay_in_the_lab(lab: Lab):
+    """Host routes for pod/service ranges point into the lab or nowhere; nothing leaves the bridge."""
+    plan = lab.plan
+    node_ips = set(plan.node_ips().values())
+    routes = _ip_json("route", "show")
+    pods = ipaddress.ip_network(plan.pod_cidr)
+    pod_routes = [r for r in routes if r["dst"] != "default"
+                  and ipaddress.ip_network(r["dst"] if "/" in r["dst"] else r["dst"] + "/32").subnet_of(pods)]
+    assert any(r["dst"] == plan.pod_cidr and r.get("type") == "blackhole" for r in pod_routes)
+    for r in pod_routes:
+        if r.get("type") != "blackhole":
+            assert r.get("gateway") in node_ips and r.get("dev") == "k8snb0", r
+    service = [r for r in routes if r["dst"] == plan.service_cidr]
+    assert service and all(r.get("gateway") in node_ips for r in service)
+    for node in plan.node_names:
+        assert not [r for r in _ip_json("-n", node, "route", "show") if r["dst"] == "default"], node
+    rules = subprocess.run(["iptables-save", "-t", "filter"], capture_output=True, text=True, check=True).stdout
+    assert re.search(r"^-A FORWARD -i k8snb0 ! -o k8snb0 .*-j DROP$", rules, re.MULTILINE), rules
+    nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
+    assert "MASQUERADE" not in "\n".join(line for line in nat.splitlines() if "k8snb0" in line or "10.244." in line)
+
+
+@pytest.mark.skipif(not os.environ.get("K8SNB_TEST_LAB_DOWN"), reason="set K8SNB_TEST_LAB_DOWN=1 to stop the lab")
+def test_down_leaves_nothing(lab: Lab):
+    from k8snb.lab import down
+
+    down()
+    names = set(lab.plan.node_names)
+    assert not names & set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
+    links = {link["ifname"] for link in _ip_json("link", "show")}
+    assert not {n for n in links if n.startswith(("k8snb", "cni0", "veth"))}, links
+    saved = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    assert "k8snb" not in saved.lower() and "KUBE-" not in saved
+    assert str(lab.state) not in Path("/proc/self/mountinfo").read_text()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            assert str(lab.state) not in cmdline, cmdline
+    assert not list(Path("/sys/fs/cgroup").glob("*/k8snb-*"))
