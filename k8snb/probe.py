@@ -99,7 +99,12 @@ def exec_argv(cluster: Cluster, pod: str, argv: list[str], namespace: str = "def
                 out.append(resp.read_stdout())
             if resp.peek_stderr():
                 err.append(resp.read_stderr())
-        code = resp.returncode
+        try:
+            code = resp.returncode
+        except (ValueError, KeyError, TypeError) as exc:
+            # The runtime could not start the command at all; the status says why in prose.
+            err.append(str(exc))
+            code = 127 if "not found" in str(exc) or "no such file" in str(exc).lower() else -1
     finally:
         resp.close()
     stderr = "".join(err)
@@ -188,7 +193,9 @@ def parse_nslookup(query: str, stdout: str, stderr: str = "") -> Lookup:
         elif line.startswith("Address:") and answer:
             addresses.append(line.split(":", 1)[1].strip())
     text = stdout + stderr
-    return Lookup(query, server, name, tuple(addresses), "NXDOMAIN" in text and not addresses, raw=text)
+    # CoreDNS says NXDOMAIN for a missing cluster name; without upstream forwarding (the lab) a
+    # non-cluster name gets SERVFAIL. Either way nslookup prints "can't find": the name did not resolve.
+    return Lookup(query, server, name, tuple(addresses), not addresses and "can't find" in text, raw=text)
 
 
 def nslookup(cluster: Cluster, name: str, from_pod: str | None = None, namespace: str = "default",

@@ -68,7 +68,10 @@ def lab() -> Lab:
     state = state_dir()
     plan_file = state / "plan.json"
     if not plan_file.exists() or json.loads(plan_file.read_text())["nodes_mode"] != "real":
-        pytest.skip(f"no real-nodes lab in {state} (start one: k8snb lab up --nodes real)")
+        reason = f"no real-nodes lab in {state} (start one: k8snb lab up --nodes real)"
+        if os.environ.get("K8SNB_REQUIRE_REAL"):
+            pytest.fail(f"K8SNB_REQUIRE_REAL is set but there is {reason}")
+        pytest.skip(reason)
     return Lab(state)
 
 
@@ -79,6 +82,11 @@ def workload(lab: Lab):
     lab.kubectl("apply", *files)
     lab.kubectl("wait", "--for=condition=Available", "deployment", "--all", "--all-namespaces", "--timeout=180s",
                 timeout=200)
+    # Ready endpoints reach kube-proxy's rules a moment later (its sync period): wait for an answer.
+    deadline = time.monotonic() + 30
+    while lab.netshoot("curl", "-sS", "-o", "/dev/null", "--max-time", "2", "nginx-svc", check=False).returncode:
+        assert time.monotonic() < deadline, "nginx-svc did not answer within 30 s of its pods being Available"
+        time.sleep(0.5)
     yield lab
     if (lab.state / "kubeconfig").exists():  # not when the last test stopped the lab
         lab.kubectl("delete", "--ignore-not-found", "--wait=false", *files)

@@ -1,0 +1,85 @@
+"""The package on pods that carry traffic: probes, measured sampling, the scale sweep, failures."""
+from __future__ import annotations
+
+import io
+
+import pytest
+
+import k8snb
+from k8snb.errors import ExecFailed, NotReadyInTime
+
+pytestmark = [pytest.mark.cluster, pytest.mark.realnodes]
+
+
+@pytest.fixture
+def article(cluster, needs_traffic, namespace, namespace2):
+    k8snb.article(cluster, namespace=namespace, nginx_namespace=namespace2)
+    for name in ("nginx-hello", "netshoot"):
+        k8snb.wait_deployment(cluster, name, namespace, progress=False)
+    k8snb.wait_deployment(cluster, "nginx", namespace2, progress=False)
+    return namespace, namespace2
+
+
+def test_curl_and_nslookup_from_netshoot(cluster, article):
+    ns, ns2 = article
+    head = k8snb.curl(cluster, "nginx-svc", namespace=ns, head=True)
+    assert head.status_line.startswith("HTTP/1.1 200") and head.headers["Server"].startswith("nginx/")
+    svc_ip = k8snb.services(cluster, ns).set_index("name").loc["nginx-svc", "cluster_ip"]
+    dns_ip = k8snb.services(cluster, "kube-system").set_index("name").loc["kube-dns", "cluster_ip"]
+    look = k8snb.nslookup(cluster, "nginx-svc", namespace=ns)
+    assert (look.name, look.addresses, look.server) == (f"nginx-svc.{ns}.svc.cluster.local", (svc_ip,), dns_ip)
+    assert k8snb.curl(cluster, f"nginx.{ns2}", namespace=ns).ok
+    short = k8snb.curl(cluster, "nginx", namespace=ns)
+    assert not short.ok and "Could not resolve host" in short.error
+    assert k8snb.nslookup(cluster, "nginx", namespace=ns).nxdomain
+
+
+def test_sample_measures_each_request_on_a_new_connection(cluster, article):
+    ns, _ = article
+    eps = k8snb.scale_and_wait(cluster, 5, namespace=ns)
+    frame = k8snb.sample(cluster, 500, namespace=ns)
+    assert len(frame) == 500 and frame["ok"].all() and frame["new_connection"].all()
+    assert set(frame["mode"]) == {"measured"}
+    summary = k8snb.summarize(frame, list(eps["pod"]))
+    assert len(summary) == 5 and summary["count"].min() >= 50, summary
+    assert set(frame["node"]) == set(eps["node"]) and frame["node"].nunique() >= 2
+    kept = k8snb.sample(cluster, 100, namespace=ns, fresh_connections=False)
+    assert kept["server_name"].nunique() == 1, "one kept-alive connection stays on one pod"
+
+
+def test_sweep_one_to_five_writes_a_plot(cluster, article, tmp_path):
+    ns, _ = article
+    sweep = k8snb.sweep(cluster, range(1, 6), n=100, namespace=ns)
+    assert sorted(sweep["replicas"].unique()) == [1, 2, 3, 4, 5]
+    assert sweep.groupby("replicas")["replica"].nunique().tolist() == [1, 2, 3, 4, 5]
+    fig = k8snb.plot_sweep(sweep)
+    out = tmp_path / "sweep.png"
+    fig.savefig(out)
+    assert out.stat().st_size > 10_000
+
+
+def test_replaced_pod_gets_a_new_ip(cluster, article):
+    ns, _ = article
+    k8snb.scale_and_wait(cluster, 2, namespace=ns)
+    result = k8snb.replace_pod(cluster, namespace=ns).set_index("phase")
+    assert result.loc["before", "ip"] != result.loc["after", "ip"]
+    assert result.loc["before", "pod"] != result.loc["after", "pod"]
+    assert result.loc["after", "answered_share"] == 1.0
+
+
+def test_exec_without_the_tool_is_a_clear_error(cluster, article):
+    ns, _ = article
+    netshoot = k8snb.pod_for(cluster, "netshoot", ns)
+    with pytest.raises(ExecFailed, match=r"has no 'no-such-tool'"):
+        k8snb.exec_argv(cluster, netshoot, ["no-such-tool", "--version"], ns)
+
+
+def test_unpullable_image_fails_within_the_timeout_naming_pod_and_reason(cluster, needs_traffic, namespace):
+    deploy = k8snb.load("nginx-deploy", namespace)[0]
+    deploy["spec"]["template"]["spec"]["containers"][0]["image"] = "k8snb.invalid/no-such-image:1"
+    k8snb.apply(cluster, deploy)
+    with pytest.raises(NotReadyInTime) as err:
+        k8snb.wait_deployment(cluster, "nginx-hello", namespace, timeout=90, progress=False)
+    text = str(err.value)
+    assert "pod nginx-hello-" in text
+    assert "ErrImagePull" in text or "ImagePullBackOff" in text
