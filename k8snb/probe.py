@@ -103,13 +103,16 @@ def exec_argv(cluster: Cluster, pod: str, argv: list[str], namespace: str = "def
             code = resp.returncode
         except (ValueError, KeyError, TypeError) as exc:
             # The runtime could not start the command at all; the status says why in prose.
-            err.append(str(exc))
-            code = 127 if "not found" in str(exc) or "no such file" in str(exc).lower() else -1
+            text = str(exc)
+            err.append(text)
+            # "failed to start exec ... OCI runtime exec failed: ... executable file not found"
+            # (the client cuts the message): the program could not be started in the container.
+            code = 127 if "failed to start exec" in text or "not found" in text else -1
     finally:
         resp.close()
     stderr = "".join(err)
-    if code is None:
-        code = -1
+    if code is None or code == -1:
+        raise ExecFailed(f"{argv[0]} in pod {namespace}/{pod} ended without an exit status: {stderr[-300:]}")
     if code in (126, 127) or "executable file not found" in stderr or "no such file or directory" in stderr.lower():
         raise ExecFailed(f"pod {namespace}/{pod} has no '{argv[0]}' (exit {code}); use a client image that "
                          "ships it, such as the article's nicolaka/netshoot")
