@@ -66,6 +66,9 @@ def replace_pod(cluster: Cluster, app: str = "nginx", namespace: str = "default"
     """
     dns_label(app, "app label")
     before = endpoints(cluster, service, namespace)
+    # Only ready endpoints count: a pod still terminating from an earlier replacement may linger
+    # in the EndpointSlice (ready False) and must be neither the victim nor counted as capacity.
+    before = before[before["ready"].astype(bool)]
     if before.empty:
         raise NotReadyInTime(f"Service {namespace}/{service} has no endpoints to replace")
     victim = before.iloc[0]
@@ -88,6 +91,6 @@ def replace_pod(cluster: Cluster, app: str = "nginx", namespace: str = "default"
         {"phase": "after", "pod": new["pod"], "ip": new["address"], "node": new["node"],
          "answered_share": answered},
     ])
-    out.attrs["mode"] = during.attrs.get("mode", "measured") if hasattr(during, "attrs") else "measured"
+    out.attrs["mode"] = during.attrs.get("mode") or (str(during["mode"].iloc[0]) if len(during) else "measured")
     out.attrs["probes"] = probes
     return out

@@ -1,0 +1,581 @@
+"""The notebooks' own helpers: small steps that need a little logic, and the exercises' checks.
+
+Notebooks keep their cells short (one to five lines of `k8snb.<name>` calls); whatever needs more
+than that lives here, with a docstring, so a learner who wonders what a cell did can read it.
+
+Every helper works on both kinds of cluster the course meets:
+
+- pods carry traffic (the lab with real nodes, kind, EKS ...): curl and nslookup run in a client
+  pod and the rows say mode='measured';
+- simulated nodes (the lab's kwok nodes): pods have IPs but run nothing, so the answer is computed
+  from the API (the Service, its EndpointSlices, kube-proxy's rules) and the rows say mode='modeled'.
+
+The exercise checks (`check_*`) never raise on a wrong or missing answer: they return a `Verdict`,
+true or false, that shows itself as 'Right: ...' or 'Not yet: ...' with a hint.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import math
+import time
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import cidr
+from .cluster import Cluster
+from .cidr import article_samples, article_verdicts
+from .errors import InvalidInput, K8snbError, NotFound
+from .manifests import KINDS, PART_OF, SELECTOR, apply, article, load
+from .names import dns_label, dns_subdomain
+from .probe import can_carry_traffic, curl, exec_argv, nslookup, pod_for, resolve_modeled
+from .tables import endpoint_records, services
+from .traffic import iptables_probabilities, modeled_sample, parse_kube_svc_chain, sample, summarize
+from .wait import wait_deployment
+
+#: The NodePort range kube-apiserver allocates from unless --service-node-port-range says otherwise.
+NODE_PORT_RANGE = (30000, 32767)
+
+#: The ConfigMap-fed client of notebook 01: its ConfigMap, the variable it sets, the Deployment.
+CLIENT_CONFIGMAP = "client-config"
+CLIENT_VARIABLE = "NGINX_HOST"
+CLIENT_DEPLOYMENT = "client"
+CLIENT_IMAGE = "nicolaka/netshoot"
+#: Pod-template annotation holding a hash of the client's configuration, so that a changed
+#: ConfigMap rolls the client's pods (environment variables are read only when a container starts).
+CONFIG_HASH_ANNOTATION = "k8snb.io/config-hash"
+
+#: The article's Deployments: (name, namespace key) where the key picks the namespace argument.
+ARTICLE_DEPLOYMENTS = (("nginx-hello", "default"), ("netshoot", "default"), ("nginx", "nginx"))
+
+#: Who can reach each Service type, in the course's words (notebook 04's comparison table).
+SERVICE_REACH = {
+    "ClusterIP": "pods inside the cluster only, by DNS name or ClusterIP",
+    "NodePort": "anything that reaches a node: <any node IP>:<nodePort> (plus the ClusterIP inside)",
+    "LoadBalancer": "the outside world through an external load balancer (cloud or MetalLB), "
+                    "plus NodePort and ClusterIP",
+}
+
+#: Relative tolerance for numeric answers (shares, probabilities) in the exercise checks.
+ANSWER_TOLERANCE = 0.01
+
+
+# --- measured or modeled ---------------------------------------------------------------------------
+def traffic_mode(cluster: Cluster) -> str:
+    """'measured' when this cluster's pods carry traffic, 'modeled' on simulated (kwok) nodes."""
+    return "measured" if can_carry_traffic(cluster) else "modeled"
+
+
+def traffic_statement(cluster: Cluster) -> str:
+    """One sentence telling the learner whether the traffic cells measure or model, and why."""
+    if can_carry_traffic(cluster):
+        return (f"Pods on {cluster.context} carry traffic: curl and nslookup run inside a client pod, "
+                "and every traffic result in the course is MEASURED.")
+    return (f"The nodes of {cluster.context} are simulated (kwok): pods get IP addresses but run no "
+            "process, so nothing can send or answer a request. Traffic results are MODELED from the "
+            "API (DNS from the Services, load balancing from kube-proxy's rules) and say so.")
+
+
+def mode_of(frame: pd.DataFrame) -> str:
+    """The mode of a request frame or summary: its attrs['mode'], else its 'mode' column."""
+    mode = frame.attrs.get("mode")
+    if not mode and "mode" in frame.columns and len(frame):
+        mode = str(frame["mode"].iloc[0])
+    return mode or "unknown"
+
+
+# --- what the course creates -----------------------------------------------------------------------
+def course_plan() -> pd.DataFrame:
+    """Every object the course may create (kind, namespace, name, notebook, purpose).
+
+    Read from the shipped manifests and the client objects below, so the list cannot drift from
+    what the notebooks really apply.
+    """
+    purposes = {
+        "nginx-deploy": ("01-04", "the article's web server, nginxdemos/hello"),
+        "clusterip-svc": ("01-04", "the article's Service in front of it"),
+        "netshoot": ("01-04", "the troubleshooting client (curl, nslookup)"),
+        "nginx-namespace": ("03", "a second Service called nginx, in namespace nginx"),
+        "nodeport-svc": ("04", "the same pods on a port of every node"),
+        "loadbalancer-svc": ("04", "the same pods behind an external load balancer"),
+    }
+    rows = []
+    for name, (notebook, purpose) in purposes.items():
+        for obj in load(name):
+            meta = obj["metadata"]
+            rows.append({"kind": obj["kind"], "namespace": meta.get("namespace", ""), "name": meta["name"],
+                         "notebook": notebook, "purpose": purpose})
+    for obj in client_objects():
+        meta = obj["metadata"]
+        rows.append({"kind": obj["kind"], "namespace": meta["namespace"], "name": meta["name"],
+                     "notebook": "01", "purpose": "a client that reads the Service name from a ConfigMap"})
+    return pd.DataFrame(rows)
+
+
+def course_objects(cluster: Cluster) -> pd.DataFrame:
+    """The objects labelled part-of=k8snb that exist on the cluster right now (kind, namespace, name)."""
+    rows = []
+    for kind in ("Namespace", "Deployment", "Service", "ConfigMap", "Pod"):
+        prefix, plural, _ = KINDS[kind]
+        for item in cluster.api.list(f"{prefix}/{plural}", labelSelector=SELECTOR):
+            meta = item["metadata"]
+            rows.append({"kind": kind, "namespace": meta.get("namespace", ""), "name": meta["name"]})
+    return pd.DataFrame(rows, columns=["kind", "namespace", "name"])
+
+
+def ensure_article(cluster: Cluster, replicas: int = 1, namespace: str = "default",
+                   nginx_namespace: str = "nginx") -> pd.DataFrame:
+    """Apply the article's objects (nginx-hello at `replicas`, nginx-svc, netshoot, nginx.nginx)
+    and wait until every Deployment is ready. Returns one row per Deployment with its ready pods.
+
+    Safe to re-run: server-side apply converges, and objects deleted by hand are re-created.
+    """
+    article(cluster, namespace=namespace, nginx_namespace=nginx_namespace, replicas=replicas)
+    rows = []
+    for name, where in ARTICLE_DEPLOYMENTS:
+        ns = namespace if where == "default" else nginx_namespace
+        ready = wait_deployment(cluster, name, ns)
+        rows.append({"deployment": name, "namespace": ns, "ready_pods": len(ready),
+                     "pods": ", ".join(sorted(p["metadata"]["name"] for p in ready))})
+    return pd.DataFrame(rows)
+
+
+# --- notebook 01: the ConfigMap-fed client ---------------------------------------------------------
+def client_objects(target: str = "nginx-svc", namespace: str = "default") -> list[dict]:
+    """A ConfigMap holding the Service name to call, and a netshoot-like client reading it.
+
+    The client gets every key of the ConfigMap as an environment variable (`envFrom`), the way the
+    article recommends: the address of a dependency lives in configuration, not in the image.
+    """
+    dns_subdomain(target, "target Service name")
+    dns_label(namespace, "namespace")
+    data = {CLIENT_VARIABLE: target}
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": CLIENT_CONFIGMAP, "namespace": namespace}, "data": data}
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": CLIENT_DEPLOYMENT, "namespace": namespace, "labels": {"app": CLIENT_DEPLOYMENT}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": CLIENT_DEPLOYMENT}},
+            "template": {
+                "metadata": {"labels": {"app": CLIENT_DEPLOYMENT},
+                             "annotations": {CONFIG_HASH_ANNOTATION: digest}},
+                "spec": {"containers": [{
+                    "name": CLIENT_DEPLOYMENT, "image": CLIENT_IMAGE, "args": ["sleep", "infinity"],
+                    "envFrom": [{"configMapRef": {"name": CLIENT_CONFIGMAP}}],
+                }]},
+            },
+        },
+    }
+    return [configmap, deployment]
+
+
+def apply_client(cluster: Cluster, target: str = "nginx-svc", namespace: str = "default") -> pd.DataFrame:
+    """Apply `client_objects(target)` and wait for the client pod; one row per object applied.
+
+    A new `target` changes the ConfigMap and the pod template's config hash, so the Deployment
+    replaces its pod and the new pod starts with the new value.
+    """
+    rows = []
+    for obj in client_objects(target, namespace):
+        out = apply(cluster, obj)
+        rows.append({"kind": obj["kind"], "namespace": namespace, "name": out["metadata"]["name"]})
+    wait_deployment(cluster, CLIENT_DEPLOYMENT, namespace)
+    return pd.DataFrame(rows)
+
+
+def client_env(cluster: Cluster, namespace: str = "default") -> pd.DataFrame:
+    """The client pod's CLIENT_VARIABLE: `printenv` inside the pod where pods run (measured), else
+    what the pod's `envFrom` and the ConfigMap give it (modeled). One row: pod, variable, value,
+    source, mode."""
+    pod = pod_for(cluster, CLIENT_DEPLOYMENT, namespace)
+    if can_carry_traffic(cluster):
+        res = exec_argv(cluster, pod, ["printenv", CLIENT_VARIABLE], namespace)
+        value = res.stdout.strip() if res.exit_code == 0 else None
+        source, mode = f"printenv {CLIENT_VARIABLE} inside the pod", "measured"
+    else:
+        spec = cluster.api.get(f"/api/v1/namespaces/{namespace}/pods/{pod}")["spec"]
+        value, source = None, "not set by the pod spec"
+        for container in spec.get("containers", []):
+            for item in container.get("envFrom") or []:
+                ref = (item.get("configMapRef") or {}).get("name")
+                cm = cluster.api.exists(f"/api/v1/namespaces/{namespace}/configmaps/{ref}") if ref else None
+                if cm and CLIENT_VARIABLE in (cm.get("data") or {}):
+                    value = cm["data"][CLIENT_VARIABLE]
+                    source = f"pod spec envFrom -> ConfigMap {ref} (the pod runs nothing to print it)"
+        mode = "modeled"
+    return pd.DataFrame([{"pod": pod, "variable": CLIENT_VARIABLE, "value": value, "source": source,
+                          "mode": mode}])
+
+
+# --- notebook 02: network model and capacity -------------------------------------------------------
+def models_side_by_side(model) -> pd.DataFrame:
+    """The article's two samples with their verdicts, and the learner's cluster as a third row."""
+    samples = article_samples()
+    verdicts = article_verdicts()
+    table = samples.merge(verdicts, on="cluster")[["cluster", "pod_ip", "node_ip", "model", "reason"]]
+    mine = {"cluster": "your cluster", "pod_ip": None, "node_ip": None, "model": model.model, "reason": model.reason}
+    table = pd.concat([table, pd.DataFrame([mine])], ignore_index=True)
+    table.attrs["closest"] = next((row.cluster for row in table.itertuples() if row.model == model.model
+                                   and row.cluster != "your cluster"), None)
+    return table
+
+
+def eni_limits(instance_type: str) -> tuple[int, int]:
+    """(ENIs, IPv4 addresses per ENI) of an instance type the course knows (cidr.AWS_ENI_LIMITS)."""
+    if instance_type not in cidr.AWS_ENI_LIMITS:
+        raise InvalidInput(f"unknown instance type {instance_type!r}; the course knows "
+                           f"{', '.join(cidr.AWS_ENI_LIMITS)}")
+    return cidr.AWS_ENI_LIMITS[instance_type]
+
+
+def max_nodes(vpc_cidr: str, pods_per_node: int) -> int:
+    """The most nodes whose addresses (one each plus one per pod) fit in `vpc_cidr` (a lower bound
+    on usage, as in `vpc_capacity`)."""
+    return cidr.addresses(vpc_cidr) // (pods_per_node + 1)
+
+
+def lab_network(cluster: Cluster) -> str:
+    """The lab's network mode ('routed' or 'flat'), or a note when this is not the lab."""
+    if not cluster.is_lab:
+        return f"not the lab ({cluster.flavor})"
+    from .lab import status
+
+    plan = status().plan or {}
+    return plan.get("network", "unknown")
+
+
+# --- asking a Service by name ----------------------------------------------------------------------
+def _ready_endpoints(cluster: Cluster, fqdn: str | None) -> int:
+    """Ready endpoints of the Service a cluster-local FQDN (name.namespace.svc.<domain>) names."""
+    if not fqdn:
+        return 0
+    name, namespace = fqdn.split(".")[:2]
+    return len({e["address"] for e in endpoint_records(cluster, namespace, name) if e["ready"]})
+
+
+def ask(cluster: Cluster, names: list[str] | str, namespace: str = "default") -> pd.DataFrame:
+    """Resolve each name as a pod in `namespace` would, then send `curl -I` to it.
+
+    Measured (pods carry traffic): `nslookup` and `curl -I` from the netshoot pod. Modeled: the
+    DNS answer from `resolve_modeled`, and 'answered' means the Service has ready endpoints that
+    kube-proxy would forward to. One row per name: query, fqdn, address, answered, reply, mode.
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    measured = can_carry_traffic(cluster)
+    rows = []
+    for name in names:
+        if measured:
+            lookup = nslookup(cluster, name, namespace=namespace)
+            if lookup.addresses:
+                res = curl(cluster, name, namespace=namespace, head=True)
+                answered = res.ok
+                reply = (res.status_line + (f" (Server: {res.headers['Server']})" if "Server" in res.headers
+                                            else "")) if res.ok else res.error
+            else:
+                answered, reply = False, f"curl: (6) Could not resolve host: {name}"
+        else:
+            lookup = resolve_modeled(cluster, name, namespace)
+            ready = _ready_endpoints(cluster, lookup.name)
+            answered = bool(lookup.addresses) and ready > 0
+            if not lookup.addresses:
+                reply = f"NXDOMAIN: curl would fail with 'Could not resolve host: {name}'"
+            elif ready:
+                reply = f"{ready} ready endpoint(s) behind {lookup.addresses[0]}: kube-proxy would forward"
+            else:
+                reply = f"{lookup.addresses[0]} has no ready endpoint: the connection would be refused"
+        rows.append({"query": name, "fqdn": lookup.name, "address": ", ".join(lookup.addresses) or None,
+                     "answered": answered, "reply": reply, "mode": "measured" if measured else "modeled"})
+    return pd.DataFrame(rows)
+
+
+def ip_path(cluster: Cluster, service: str = "nginx-svc", namespace: str = "default") -> pd.DataFrame:
+    """The ClusterIP path step by step: name -> DNS -> ClusterIP -> curl to the IP itself.
+
+    One row per step (step, detail, mode). Measured with nslookup and `curl -I <ClusterIP>` from
+    netshoot; modeled from the Service, the kube-dns Service and the EndpointSlices.
+    """
+    measured = can_carry_traffic(cluster)
+    mode = "measured" if measured else "modeled"
+    lookup = nslookup(cluster, service, namespace=namespace) if measured else \
+        resolve_modeled(cluster, service, namespace)
+    if not lookup.addresses:
+        raise NotFound(f"{service} does not resolve from namespace {namespace}; apply the article's objects first")
+    ip = lookup.addresses[0]
+    rows = [{"step": "1. DNS server asked", "detail": lookup.server or "none (the cluster runs no DNS Service)",
+             "mode": mode},
+            {"step": "2. name resolved", "detail": f"{service} -> {lookup.name}", "mode": mode},
+            {"step": "3. ClusterIP", "detail": ip, "mode": mode}]
+    if measured:
+        res = curl(cluster, ip, namespace=namespace, head=True)
+        detail = res.status_line if res.ok else res.error
+    else:
+        ready = _ready_endpoints(cluster, lookup.name)
+        detail = f"kube-proxy would DNAT {ip}:80 to one of {ready} ready endpoint(s)"
+    rows.append({"step": f"4. curl -I {ip}", "detail": detail, "mode": mode})
+    return pd.DataFrame(rows)
+
+
+# --- notebook 03: keep-alive -----------------------------------------------------------------------
+def keepalive(cluster: Cluster, n: int = 100, service: str = "nginx-svc", namespace: str = "default",
+              seed: int | None = None) -> pd.DataFrame:
+    """The spread of `n` requests sent over ONE kept-alive connection (summary per replica).
+
+    Measured: `sample(..., fresh_connections=False)`, curl reusing its connection. Modeled: kube-
+    proxy decides once per connection, so one connection behaves like sessionAffinity ClientIP for
+    one client; the rows are replayed that way and attrs['note'] says so.
+    """
+    eps = [e for e in endpoint_records(cluster, namespace, service) if e["ready"]]
+    replicas = sorted({e["pod"] for e in eps if e["pod"]})
+    if can_carry_traffic(cluster):
+        frame = sample(cluster, n, service, namespace, fresh_connections=False)
+        note = "measured: one curl process, one kept-alive TCP connection"
+    else:
+        frame = modeled_sample(eps, n, session_affinity="ClientIP", seed=seed)
+        note = ("modeled: kube-proxy picks an endpoint once per connection, replayed as one "
+                "client whose every request follows the first")
+    summary = summarize(frame, replicas)
+    summary.attrs["note"] = note
+    return summary
+
+
+# --- notebook 04: NodePort, LoadBalancer, kube-proxy's rules ---------------------------------------
+def node_port(cluster: Cluster, service: str = "nginx-nodeport", namespace: str = "default") -> int:
+    """The nodePort the API server allocated to the Service's first port."""
+    svc = cluster.api.get(f"/api/v1/namespaces/{namespace}/services/{service}")
+    port = (svc["spec"].get("ports") or [{}])[0].get("nodePort")
+    if not port:
+        raise NotFound(f"Service {namespace}/{service} has no nodePort (is it of type NodePort or LoadBalancer?)")
+    return int(port)
+
+
+def node_port_reach(cluster: Cluster, service: str = "nginx-nodeport", namespace: str = "default") -> pd.DataFrame:
+    """Ask every node's InternalIP at the Service's nodePort (curl -I from netshoot where pods
+    carry traffic; otherwise the row says it was not measured). One row per node."""
+    port = node_port(cluster, service, namespace)
+    measured = can_carry_traffic(cluster)
+    rows = []
+    for node in cluster.api.list("/api/v1/nodes"):
+        ip = next((a["address"] for a in node.get("status", {}).get("addresses", [])
+                   if a.get("type") == "InternalIP"), None)
+        row = {"node": node["metadata"]["name"], "url": f"{ip}:{port}" if ip else None}
+        if measured and ip:
+            res = curl(cluster, f"{ip}:{port}", namespace=namespace, head=True)
+            row.update(answered=res.ok, reply=res.status_line if res.ok else res.error, mode="measured")
+        else:
+            row.update(answered=None, reply="not measured: a simulated node opens no port", mode="modeled")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["node", "url", "answered", "reply", "mode"])
+
+
+def external_ip(cluster: Cluster, service: str = "nginx-lb", namespace: str = "default",
+                seconds: float = 10.0) -> str:
+    """Watch a LoadBalancer Service for up to `seconds` and return its EXTERNAL-IP column
+    ('<pending>' while no provider fills status.loadBalancer)."""
+    dns_label(service, "service")
+    path = f"/api/v1/namespaces/{namespace}/services"
+    deadline = time.monotonic() + seconds
+    with tqdm(total=int(seconds), desc=f"waiting for {service}'s external IP", leave=False) as bar:
+        while True:
+            row = services(cluster, namespace)
+            row = row[row["name"] == service]
+            if row.empty:
+                raise NotFound(f"Service {namespace}/{service} does not exist")
+            value = row["external_ip"].iloc[0]
+            left = deadline - time.monotonic()
+            bar.n = min(int(seconds), int(seconds - max(left, 0)))
+            bar.refresh()
+            if value != "<pending>" or left <= 0:
+                return value
+            for _ in cluster.api.watch(path, timeout=min(left, 2.0), fieldSelector=f"metadata.name={service}"):
+                break
+
+
+def service_types(cluster: Cluster, names: tuple[str, ...] = ("nginx-svc", "nginx-nodeport", "nginx-lb"),
+                  namespace: str = "default") -> pd.DataFrame:
+    """The course's three Services side by side, read live: type, ClusterIP, PORT(S), EXTERNAL-IP
+    and who can reach them."""
+    table = services(cluster, namespace)
+    table = table[table["name"].isin(names)].copy()
+    table["reachable_from"] = table["type"].map(SERVICE_REACH)
+    order = {name: i for i, name in enumerate(names)}
+    table = table.sort_values("name", key=lambda s: s.map(order))
+    return table[["name", "type", "cluster_ip", "ports", "external_ip", "reachable_from"]].reset_index(drop=True)
+
+
+def expected_kube_svc_rules(cluster: Cluster, service: str = "nginx-svc", namespace: str = "default") -> pd.DataFrame:
+    """The KUBE-SVC chain kube-proxy (iptables mode) writes for the Service's ready endpoints,
+    computed: rule, probability, effective_share, endpoint. mode='modeled'."""
+    eps = [e for e in endpoint_records(cluster, namespace, service) if e["ready"]]
+    if not eps:
+        raise NotFound(f"Service {namespace}/{service} has no ready endpoints, so kube-proxy writes no rules")
+    rows, reach = [], 1.0
+    for i, (e, p) in enumerate(zip(eps, iptables_probabilities(len(eps)))):
+        rows.append({"rule": i, "probability": p, "effective_share": reach * p,
+                     "endpoint": f"{e['address']}:{e['port']}", "mode": "modeled"})
+        reach *= 1 - p
+    return pd.DataFrame(rows)
+
+
+def node_kube_svc_rules(cluster: Cluster, reader, service: str = "nginx-svc", namespace: str = "default") -> pd.DataFrame:
+    """The KUBE-SVC chain as written on the first node: `reader(node)` returns that node's
+    `iptables-save -t nat` text (the lab's `node_iptables`). mode='measured'."""
+    node = sorted(n["metadata"]["name"] for n in cluster.api.list("/api/v1/nodes"))[0]
+    table = parse_kube_svc_chain(reader(node), service, namespace)
+    table["mode"] = "measured"
+    table.attrs["node"] = node
+    return table
+
+
+# --- exercise checks -------------------------------------------------------------------------------
+class Verdict:
+    """An exercise check's answer: true or false, shown in the notebook as one 'Right'/'Not yet' line."""
+
+    def __init__(self, ok: bool, message: str) -> None:
+        self.ok = bool(ok)
+        self.message = message
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return self.message
+
+    def _repr_html_(self) -> str:
+        color = "#1a7f37" if self.ok else "#b35900"
+        return f'<p style="color:{color};font-weight:bold">{html.escape(self.message)}</p>'
+
+
+def _verdict(ok: bool, right: str, wrong: str) -> Verdict:
+    return Verdict(ok, ("Right: " + right) if ok else ("Not yet: " + wrong))
+
+
+def _missing(answer) -> bool:
+    return answer is None or answer is ... or (isinstance(answer, str) and not answer.strip())
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(float(a), float(b), rel_tol=ANSWER_TOLERANCE, abs_tol=1e-9)
+
+
+def check_selector(answer) -> Verdict:
+    """Exercise 00: the label selector that finds everything the course created."""
+    if _missing(answer):
+        return _verdict(False, "", "replace None with a label selector string such as 'key=value'.")
+    normalized = str(answer).replace(" ", "")
+    return _verdict(normalized == SELECTOR,
+                    f"`kubectl get deploy,svc,cm -A -l {SELECTOR}` lists what the course made.",
+                    f"{answer!r} is not the course's label; look at the 'kind/namespace/name' table's "
+                    f"heading and at k8snb.PART_OF ({PART_OF!r}).")
+
+
+def check_same_ip(prediction, change: pd.DataFrame) -> Verdict:
+    """Exercise 01: did the replacement pod keep the old pod's IP? (prediction: True or False)."""
+    if not isinstance(prediction, bool):
+        return _verdict(False, "", "set the prediction to True or False.")
+    same = change["ip"].iloc[0] == change["ip"].iloc[1]
+    return _verdict(prediction == same,
+                    f"the old pod had {change['ip'].iloc[0]}, the new one has {change['ip'].iloc[1]}: "
+                    + ("the same address, by chance of the IP allocator." if same else
+                       "a new address, which is why clients must not keep pod IPs."),
+                    f"look at the 'ip' column of the before/after table: {change['ip'].iloc[0]} vs "
+                    f"{change['ip'].iloc[1]}.")
+
+
+def check_client_target(cluster: Cluster, expected: str = "nginx.nginx", namespace: str = "default") -> Verdict:
+    """Exercise 01: the client now reads `expected` from its ConfigMap and that name answers."""
+    try:
+        env = client_env(cluster, namespace)
+    except K8snbError as exc:
+        return _verdict(False, "", f"the client is not ready ({exc}); run the apply cell again.")
+    value = env["value"].iloc[0]
+    if value != expected:
+        return _verdict(False, "", f"the client's {CLIENT_VARIABLE} is {value!r}, not {expected!r}: change "
+                        "`new_target` and run the apply cell again.")
+    result = ask(cluster, value, namespace)
+    return _verdict(bool(result["answered"].iloc[0]),
+                    f"the client's {CLIENT_VARIABLE} is {value!r} and that name answers "
+                    f"({result['mode'].iloc[0]}): only the ConfigMap changed, not the client.",
+                    f"{CLIENT_VARIABLE} is {value!r} but it does not answer: {result['reply'].iloc[0]}")
+
+
+def check_addresses(answer, vpc_cidr: str = "10.0.0.0/20") -> Verdict:
+    """Exercise 02: how many addresses a range holds."""
+    if _missing(answer):
+        return _verdict(False, "", "replace None with a whole number.")
+    total = cidr.addresses(vpc_cidr)
+    return _verdict(answer == total, f"{vpc_cidr} holds 2^(32-{vpc_cidr.split('/')[1]}) = {total} addresses.",
+                    f"{answer} is not it: a /p holds 2 to the power (32 - p) addresses.")
+
+
+def check_max_pods(answer, instance_type: str = "m5.large") -> Verdict:
+    """Exercise 02: EKS max pods for an instance type (VPC CNI, no prefix delegation)."""
+    if _missing(answer):
+        return _verdict(False, "", "replace None with a whole number.")
+    enis, per_eni = cidr.AWS_ENI_LIMITS[instance_type]
+    right = cidr.aws_max_pods(enis, per_eni)
+    return _verdict(answer == right, f"{enis} x ({per_eni} - 1) + 2 = {right} pods on a {instance_type}.",
+                    f"{answer} is not it: ENIs x (IPv4 per ENI - 1) + 2, with {enis} ENIs of {per_eni} addresses.")
+
+
+def check_model(answer, model) -> Verdict:
+    """Exercise 02: the learner's verdict ('flat' or 'separate') against the computed one."""
+    if _missing(answer):
+        return _verdict(False, "", "replace None with 'flat' or 'separate'.")
+    return _verdict(str(answer).strip().lower() == model.model,
+                    f"{model.model}: {model.reason}",
+                    f"compare the pod IPs with the node network {model.node_network} in the tables above.")
+
+
+def check_share(answer, replicas: int) -> Verdict:
+    """Exercise 03: the share of new connections each of `replicas` endpoints gets."""
+    if _missing(answer):
+        return _verdict(False, "", "replace None with a number between 0 and 1.")
+    return _verdict(_close(answer, 1 / replicas),
+                    f"each of {replicas} replicas gets 1/{replicas} = {1 / replicas:.3f} of new connections.",
+                    f"{answer} is not it: kube-proxy gives every ready endpoint the same chance.")
+
+
+def check_dns_name(cluster: Cluster, answer, service: str = "nginx", service_namespace: str = "nginx",
+                   from_namespace: str = "default") -> Verdict:
+    """Exercise 03: a name that reaches `service` in `service_namespace` from `from_namespace`."""
+    if _missing(answer):
+        return _verdict(False, "", "replace None with a DNS name, as a string.")
+    target = cluster.api.exists(f"/api/v1/namespaces/{service_namespace}/services/{service}")
+    if target is None:
+        return _verdict(False, "", f"Service {service_namespace}/{service} is missing; run the apply cell again.")
+    try:
+        lookup = resolve_modeled(cluster, str(answer), from_namespace)
+    except K8snbError as exc:
+        return _verdict(False, "", str(exc))
+    ok = lookup.addresses == (target["spec"]["clusterIP"],)
+    return _verdict(ok, f"{answer!r} resolves from {from_namespace} to {lookup.name} "
+                    f"({target['spec']['clusterIP']}).",
+                    f"{answer!r} resolves to {lookup.name or 'nothing'}: try {{service}}.{{namespace}}.")
+
+
+def check_rule_probability(answer, endpoints_count: int, rule: int) -> Verdict:
+    """Exercise 04: the --probability kube-proxy writes on `rule` (0-based) of a KUBE-SVC chain."""
+    if _missing(answer):
+        return _verdict(False, "", "replace None with a number between 0 and 1.")
+    right = iptables_probabilities(endpoints_count)[rule]
+    return _verdict(_close(answer, right),
+                    f"rule {rule} of {endpoints_count} matches with probability 1/({endpoints_count} - {rule}) "
+                    f"= {right:.4f}; reaching it takes ({endpoints_count - rule}/{endpoints_count}), so the "
+                    f"endpoint still gets 1/{endpoints_count}.",
+                    f"{answer} is not it: rule i of k matches with probability 1/(k - i).")
+
+
+def check_service_type(answer) -> Verdict:
+    """Exercise 04: the type that opens a port on every node without any cloud provider."""
+    if _missing(answer):
+        return _verdict(False, "", "replace None with one of 'ClusterIP', 'NodePort', 'LoadBalancer'.")
+    return _verdict(str(answer).strip().lower() == "nodeport",
+                    "NodePort: every node opens the same port, no provider needed.",
+                    f"{answer!r} is not it: ClusterIP stays inside the cluster, LoadBalancer needs a provider "
+                    "(or MetalLB) to get its address.")
+

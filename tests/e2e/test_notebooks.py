@@ -1,0 +1,88 @@
+"""Every course notebook runs top to bottom on the current cluster (KUBECONFIG or the lab).
+
+Run: `KUBECONFIG=$(k8snb lab kubeconfig) pytest tests/e2e/test_notebooks.py -m cluster -s`.
+On a cluster whose pods cannot carry traffic (the lab's kwok nodes) the notebooks run in modeled
+mode and must say so; on real nodes they measure and must say that instead.
+"""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+import k8snb  # noqa: E402
+from k8snb import handouts  # noqa: E402
+
+pytestmark = pytest.mark.cluster
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+CDN = re.compile(r"""(src|href)=["']https?://""")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    try:
+        return k8snb.connect(quiet=True)
+    except k8snb.K8snbError as exc:
+        pytest.skip(f"no cluster: {exc}")
+
+
+def _text(nb) -> str:
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            parts.extend(str(v) for k, v in out.get("data", {}).items() if k.startswith("text/"))
+    return "\n".join(parts)
+
+
+def test_there_are_five_notebooks():
+    assert [p.name[:3] for p in NOTEBOOKS] == ["00_", "01_", "02_", "03_", "04_"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_top_to_bottom(path, cluster):
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=handouts.CELL_TIMEOUT, kernel_name="python3",
+                                     resources={"metadata": {"path": str(path.parent)}})
+    started = time.monotonic()
+    client.execute()
+    seconds = time.monotonic() - started
+    print(f"{path.name}: {seconds:.1f} s")
+    errors = [out for cell in nb.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    assert not errors, errors[0].get("ename", "") + ": " + errors[0].get("evalue", "")
+    text = _text(nb)
+    expected = "measured" if k8snb.can_carry_traffic(cluster) else "modeled"
+    assert expected in text.lower(), f"{path.name} never says its traffic results are {expected}"
+    assert "Traceback" not in text
+
+
+def test_notebooks_converge_when_run_twice(cluster):
+    """Re-running a notebook over what an earlier run left (no cleanup in between) converges."""
+    path = next(p for p in NOTEBOOKS if p.name.startswith("01_"))
+    for _ in range(2):
+        nb = nbformat.read(path, as_version=4)
+        nb.cells = [c for c in nb.cells if "k8snb.cleanup" not in c.source]
+        nbclient.NotebookClient(nb, timeout=handouts.CELL_TIMEOUT, kernel_name="python3",
+                                resources={"metadata": {"path": str(path.parent)}}).execute()
+    k8snb.cleanup(cluster)
+
+
+def test_handout_is_offline(tmp_path, cluster):
+    """A handout loads nothing from the network: scripts are local, MathJax is left out."""
+    try:
+        index = handouts.build_handouts(output=tmp_path, notebooks=[str(NOTEBOOKS[0])])
+    except k8snb.K8snbError as exc:
+        if "npm" in str(exc):
+            pytest.skip(str(exc))
+        raise
+    page = (tmp_path / f"{NOTEBOOKS[0].stem}.html").read_text()
+    assert index.exists() and NOTEBOOKS[0].stem in index.read_text()
+    assert not CDN.findall(page), CDN.findall(page)[:3]
+    assert (tmp_path / handouts.STATIC / "require.js").exists()
+    assert cluster.context in page and cluster.version in page

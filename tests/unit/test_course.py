@@ -1,0 +1,85 @@
+"""The notebooks' helpers that need no cluster: exercise checks, the course plan, handout cleanup."""
+from __future__ import annotations
+
+import nbformat
+import pandas as pd
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+from k8snb import course, handouts
+from k8snb.cidr import classify
+from k8snb.errors import InvalidInput
+
+
+def test_checks_say_not_yet_for_a_missing_answer_and_never_raise():
+    for verdict in (course.check_selector(None), course.check_addresses(None), course.check_max_pods(""),
+                    course.check_share(None, 4), course.check_rule_probability(None, 4, 1),
+                    course.check_service_type(None)):
+        assert not verdict and repr(verdict).startswith("Not yet:")
+
+
+@pytest.mark.parametrize("check, right, wrong", [
+    (lambda a: course.check_selector(a), "app.kubernetes.io/part-of=k8snb", "app=nginx"),
+    (lambda a: course.check_addresses(a, "10.0.0.0/22"), 1024, 1022),
+    (lambda a: course.check_max_pods(a, "m5.xlarge"), 58, 60),
+    (lambda a: course.check_share(a, 4), 0.25, 0.2),
+    (lambda a: course.check_rule_probability(a, 4, 1), 1 / 3, 0.25),
+    (lambda a: course.check_service_type(a), "NodePort", "LoadBalancer"),
+])
+def test_checks_tell_right_from_wrong(check, right, wrong):
+    assert check(right) and repr(check(right)).startswith("Right:")
+    assert not check(wrong)
+
+
+def test_same_ip_check_compares_with_the_measured_change():
+    change = pd.DataFrame({"phase": ["before", "after"], "ip": ["10.244.0.2", "10.244.1.9"]})
+    assert course.check_same_ip(False, change) and not course.check_same_ip(True, change)
+    assert not course.check_same_ip(None, change)
+
+
+def test_model_check_uses_the_computed_verdict():
+    model = classify(["172.29.0.2"], ["10.244.0.3"])
+    assert course.check_model("separate", model) and not course.check_model("flat", model)
+
+
+def test_client_objects_roll_the_pod_when_the_target_changes():
+    cm, deploy = course.client_objects("nginx-svc")
+    assert cm["data"] == {course.CLIENT_VARIABLE: "nginx-svc"}
+    assert deploy["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"] == cm["metadata"]["name"]
+    hash_of = lambda d: d["spec"]["template"]["metadata"]["annotations"][course.CONFIG_HASH_ANNOTATION]  # noqa: E731
+    assert hash_of(deploy) != hash_of(course.client_objects("nginx.nginx")[1])
+    with pytest.raises(InvalidInput):
+        course.client_objects("nginx; rm -rf /")
+
+
+def test_course_plan_lists_every_shipped_object_in_the_course_namespaces():
+    plan = course.course_plan()
+    assert {"nginx-hello", "nginx-svc", "netshoot", "nginx-nodeport", "nginx-lb", "client-config"} <= set(plan["name"])
+    assert set(plan["namespace"]) <= {"", "default", "nginx"}
+
+
+def test_capacity_helpers():
+    assert course.max_nodes("10.0.0.0/20", 29) == 4096 // 30
+    assert course.eni_limits("m5.large") == (3, 10)
+    with pytest.raises(InvalidInput):
+        course.eni_limits("x9.huge")
+
+
+def test_closed_progress_bars_are_dropped_from_handouts():
+    view = "application/vnd.jupyter.widget-view+json"
+    nb = new_notebook(cells=[new_code_cell("x", outputs=[
+        new_output("display_data", data={view: {"model_id": "bar", "version_major": 2}}),
+        new_output("display_data", data={view: {"model_id": "slider", "version_major": 2}}),
+        new_output("display_data", data={view: {"model_id": "gone", "version_major": 2}}),
+        new_output("stream", name="stdout", text="hi\n"),
+    ])])
+    nb.metadata["widgets"] = {handouts.WIDGET_STATE: {"state": {
+        "bar": {"model_name": "HBoxModel", "state": {"layout": "IPY_MODEL_barlayout"}},
+        "barlayout": {"model_name": "LayoutModel", "state": {"visibility": "hidden"}},
+        "slider": {"model_name": "IntSliderModel", "state": {"layout": "IPY_MODEL_sl"}},
+        "sl": {"model_name": "LayoutModel", "state": {}},
+    }}}
+    assert handouts.drop_closed_widgets(nb) == 2
+    kept = nb.cells[0].outputs
+    assert [o.get("data", {}).get(view, {}).get("model_id") for o in kept] == ["slider", None]
+    nbformat.validate(nb)
