@@ -1,0 +1,63 @@
+"""`make bench`: run every figure, print one markdown table, write bench/RESULTS.md.
+
+Each figure is a module with `main() -> list[dict]` and runs alone too (`python bench/<name>.py`).
+A figure that fails is reported as a row with its error, and the others still run.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+FIGURES = ("tables_cluster", "tables_synthetic", "sampling", "lab_times", "course")
+COLUMNS = ("figure", "ours_s", "alternative", "alt_s", "ratio", "target", "met", "note")
+
+
+def _cell(value) -> str:
+    if value is None or value == "":
+        return "-"
+    if value is True:
+        return "yes"
+    if value is False:
+        return "**no**"
+    return str(value).replace("|", "\\|")
+
+
+def table(rows: list[dict]) -> str:
+    head = "| figure | ours (s) | alternative | alternative (s) | ratio | target | met | note |"
+    lines = [head, "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(c)) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def main(names: list[str]) -> int:
+    rows: list[dict] = []
+    for name in names or FIGURES:
+        started = time.perf_counter()
+        try:
+            got = importlib.import_module(name).main()
+        except Exception as exc:  # noqa: BLE001 — one broken figure must not hide the others
+            traceback.print_exc()
+            got = [{"figure": name, "note": f"failed: {type(exc).__name__}: {exc}"[:300]}]
+        print(f"bench: {name} took {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        rows.extend(got)
+    md = table(rows)
+    print(md)
+    machine = f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    (HERE / "RESULTS.md").write_text(
+        f"# Benchmark results\n\nMeasured {dt.date.today().isoformat()} on {machine}, by `make bench` "
+        f"(bench/run.py).\nRatios are ours / alternative (lower is better), measured in the same run.\n\n{md}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
