@@ -10,7 +10,7 @@ The notebooks call only what is listed in `__all__`; everything else is internal
     k8snb.plot_spread(k8snb.summarize(frame)) # how they spread over the replicas
     k8snb.cleanup(cluster)                    # delete only what the course created
 """
-from . import lab
+from . import course, lab
 from .cidr import (aws_max_pods, aws_max_pods_table, article_samples, article_verdicts, classify, usable_pod_ips,
                    vpc_capacity)
 from .cluster import Cluster, connect
@@ -22,7 +22,7 @@ from .plots import plot_address_space, plot_spread, plot_sweep
 from .probe import can_carry_traffic, curl, exec_argv, nslookup, pod_for, resolve_modeled
 from .scaling import replace_pod, scale_and_wait, sweep
 from .tables import endpoints, nodes, pods, services
-from .traffic import modeled_sample, parse_kube_svc_chain, sample, summarize
+from .traffic import iptables_probabilities, modeled_sample, parse_kube_svc_chain, sample, summarize
 from .wait import wait_deployment, wait_endpoints
 from .widgets import replica_explorer
 from .doctor import doctor
@@ -35,5 +35,5 @@ __all__ = [
     "network_model", "nodes", "nslookup", "parse_kube_svc_chain", "plot_address_space", "plot_spread",
     "plot_sweep", "pod_for", "pods", "replace_pod", "resolve_modeled", "sample", "scale", "scale_and_wait",
     "service_range", "services", "summarize", "sweep", "usable_pod_ips", "vpc_capacity", "wait_deployment",
-    "wait_endpoints", "replica_explorer", "doctor",
+    "wait_endpoints", "replica_explorer", "doctor", "course", "iptables_probabilities",
 ]

@@ -11,9 +11,10 @@ from collections.abc import Iterable
 import pandas as pd
 
 from .cluster import Cluster
-from .errors import InvalidInput, NotReadyInTime
+from .errors import InvalidInput, NotFound, NotReadyInTime
 from .manifests import scale
 from .names import dns_label, replicas as check_replicas
+from .probe import can_carry_traffic
 from .tables import endpoints
 from .traffic import sample, sweep_frame
 from .wait import wait_deployment, wait_endpoints
@@ -73,7 +74,13 @@ def replace_pod(cluster: Cluster, app: str = "nginx", namespace: str = "default"
         raise NotReadyInTime(f"Service {namespace}/{service} has no endpoints to replace")
     victim = before.iloc[0]
     cluster.api.delete(f"/api/v1/namespaces/{namespace}/pods/{victim['pod']}")
-    during = sample(cluster, probes, service, namespace)
+    try:
+        during = sample(cluster, probes, service, namespace)
+        answered, mode = float(during["ok"].mean()), during.attrs.get("mode", "measured")
+    except NotFound:
+        # The only replica is gone and its successor not ready yet: nobody answers, which is
+        # exactly what a single replica means for availability.
+        answered, mode = 0.0, "measured" if can_carry_traffic(cluster) else "modeled"
     deadline = time.monotonic() + timeout
     while True:
         after = endpoints(cluster, service, namespace)
@@ -83,7 +90,6 @@ def replace_pod(cluster: Cluster, app: str = "nginx", namespace: str = "default"
         if time.monotonic() > deadline:
             raise NotReadyInTime(f"no replacement pod for {victim['pod']} became ready within {timeout:.0f} s")
         wait_endpoints(cluster, service, namespace, count=len(before), timeout=max(1.0, deadline - time.monotonic()))
-    answered = float(during["ok"].mean()) if len(during) else 0.0
     new = fresh.iloc[0]
     out = pd.DataFrame([
         {"phase": "before", "pod": victim["pod"], "ip": victim["address"], "node": victim["node"],
@@ -91,6 +97,6 @@ def replace_pod(cluster: Cluster, app: str = "nginx", namespace: str = "default"
         {"phase": "after", "pod": new["pod"], "ip": new["address"], "node": new["node"],
          "answered_share": answered},
     ])
-    out.attrs["mode"] = during.attrs.get("mode") or (str(during["mode"].iloc[0]) if len(during) else "measured")
+    out.attrs["mode"] = mode
     out.attrs["probes"] = probes
     return out

@@ -187,8 +187,10 @@ def modeled_sample(
         return next(i for i, p in enumerate(probabilities) if i == k - 1 or rng.random() < p)
 
     choices = [pick(0)] * n if session_affinity == "ClientIP" else [pick(r) for r in range(n)]
-    return pd.DataFrame([_endpoint_row(endpoints[c], r) for r, c in enumerate(choices)],
-                        columns=list(REQUEST_COLUMNS))
+    frame = pd.DataFrame([_endpoint_row(endpoints[c], r) for r, c in enumerate(choices)],
+                         columns=list(REQUEST_COLUMNS))
+    frame.attrs.update(mode="modeled", proxy_mode=proxy_mode, session_affinity=session_affinity)
+    return frame
 
 
 def _rule_options(line: str) -> tuple[str, dict[str, str]] | None:

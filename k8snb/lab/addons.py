@@ -69,12 +69,16 @@ def _dns_query(server: str, name: str, timeout: float = 1.0) -> list[str]:
     return out
 
 
-def start_coredns(plan: LabPlan, state: Path, b: Binaries, kubectl: Callable[..., str]) -> None:
-    """Apply CoreDNS and wait until kube-dns resolves the `kubernetes` Service from the host."""
-    manifest = string.Template((FILES / "coredns.yaml").read_text()).substitute(
+def coredns_manifest(plan: LabPlan) -> str:
+    """CoreDNS's objects for this lab: Deployment, Corefile, RBAC, the kube-dns Service."""
+    return string.Template((FILES / "coredns.yaml").read_text()).substitute(
         dns_ip=plan.dns_ip, domain=CLUSTER_DOMAIN,
         image=images.coredns_image(pinned_versions()["COREDNS_VERSION"]))
-    kubectl(b, state, "apply", "-f", "-", stdin=manifest)
+
+
+def start_coredns(plan: LabPlan, state: Path, b: Binaries, kubectl: Callable[..., str]) -> None:
+    """Apply CoreDNS and wait until kube-dns resolves the `kubernetes` Service from the host."""
+    kubectl(b, state, "apply", "-f", "-", stdin=coredns_manifest(plan))
     name = f"kubernetes.default.svc.{CLUSTER_DOMAIN}"
     deadline = time.monotonic() + DNS_TIMEOUT
     while time.monotonic() < deadline:

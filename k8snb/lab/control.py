@@ -330,6 +330,13 @@ def up(plan: LabPlan | None = None, version: str | None = None, rebuild: bool = 
         _wait_nodes(state, plan)
         if plan.nodes_mode == "real":
             realnodes.start_addons(plan, state, b)
+        else:
+            # The same kube-dns Service and CoreDNS Deployment as on real nodes (its pods are
+            # simulated), so that the objects a learner lists match kind's and EKS's.
+            from . import addons
+            from .realnodes import kubectl
+
+            kubectl(b, state, "apply", "-f", "-", stdin=addons.coredns_manifest(plan))
     except BaseException:
         down(quiet=True)
         raise
