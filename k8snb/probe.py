@@ -196,9 +196,10 @@ def parse_nslookup(query: str, stdout: str, stderr: str = "") -> Lookup:
         elif line.startswith("Address:") and answer:
             addresses.append(line.split(":", 1)[1].strip())
     text = stdout + stderr
-    # CoreDNS says NXDOMAIN for a missing cluster name; without upstream forwarding (the lab) a
-    # non-cluster name gets SERVFAIL. Either way nslookup prints "can't find": the name did not resolve.
-    return Lookup(query, server, name, tuple(addresses), not addresses and "can't find" in text, raw=text)
+    # CoreDNS says NXDOMAIN for a missing cluster name, NODATA ("*** Can't find ...: No answer")
+    # where a search-path candidate names a namespace, and, without upstream forwarding (the lab),
+    # SERVFAIL outside the cluster. nslookup prints "can't find" for all: the name did not resolve.
+    return Lookup(query, server, name, tuple(addresses), not addresses and "can't find" in text.lower(), raw=text)
 
 
 def nslookup(cluster: Cluster, name: str, from_pod: str | None = None, namespace: str = "default",

@@ -209,3 +209,16 @@ def test_sweep_frame_refuses_a_half_modeled_sweep():
     results = {1: measured(["nginx-hello-1"] * 3), 2: traffic.modeled_sample(endpoints(2), 10, seed=SEED)}
     with pytest.raises(InvalidInput, match="measured and modeled"):
         traffic.sweep_frame(results)
+
+
+def test_nslookup_answers_parse():
+    from k8snb.probe import parse_nslookup
+
+    ok = parse_nslookup("nginx-svc", "Server:\t\t10.96.0.10\nAddress:\t10.96.0.10#53\n\nName:\tnginx-svc.default.svc."
+                                      "cluster.local\nAddress: 10.96.12.3\n\n")
+    assert (ok.server, ok.name, ok.addresses, ok.nxdomain) == ("10.96.0.10", "nginx-svc.default.svc.cluster.local",
+                                                               ("10.96.12.3",), False)
+    for text in ("** server can't find nginx: NXDOMAIN\n", "*** Can't find nginx.svc.cluster.local: No answer\n",
+                 ";; Got SERVFAIL reply from 10.96.0.10\n** server can't find nginx: SERVFAIL\n"):
+        missing = parse_nslookup("nginx", "Server:\t\t10.96.0.10\nAddress:\t10.96.0.10#53\n\n" + text)
+        assert missing.nxdomain and missing.addresses == () and missing.server == "10.96.0.10"
