@@ -73,11 +73,20 @@ def test_notebook_03_runs_in_chromium_with_plot_and_slider(jupyter):
         page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
                                ".jp-Toolbar-kernelStatus, .jp-KernelStatus", timeout=60_000)
-        page.click("text=Run", timeout=10_000)
-        page.click("text=Run All Cells", timeout=10_000)
+        # A fresh JupyterLab may ask to confirm the notebook's kernel (Python 3): accept it, as a
+        # learner would.
+        try:
+            page.click(".jp-Dialog .jp-mod-accept", timeout=15_000)
+        except playwright.TimeoutError:
+            pass
+        page.click(".lm-MenuBar-itemLabel:text-is('Run')", timeout=10_000)
+        page.click(".lm-Menu-item[data-command='runmenu:run-all']", timeout=10_000)
         # The slider is drawn by the widget manager once the explorer cell has run.
-        page.wait_for_selector(".jp-OutputArea-output .widget-slider, .jp-OutputArea-output .slider-container",
-                               timeout=420_000)
+        try:
+            page.wait_for_selector(".jp-OutputArea-output .widget-slider, .jp-OutputArea-output .slider-container",
+                                   timeout=420_000)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "notebook03-last.png"))
         page.wait_for_selector(".jp-OutputArea-output img[src^='data:image/png']", timeout=60_000)
         errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] "
                               ":text('Traceback')").count()
