@@ -198,7 +198,11 @@ def cleanup(cluster: Cluster, namespaces: Sequence[str] | None = COURSE_NAMESPAC
         if not namespaced and namespaces:
             continue
         for scope in scopes:
-            for item in cluster.api.list(scope, labelSelector=SELECTOR):
+            try:
+                items = cluster.api.list(scope, labelSelector=SELECTOR)
+            except Forbidden:
+                continue  # a learner account: what it may not even list, it did not create
+            for item in items:
                 m = item["metadata"]
                 obj = {"kind": kind, "metadata": {"name": m["name"], "namespace": m.get("namespace")}}
                 rows += _delete(cluster, obj, propagationPolicy="Background")

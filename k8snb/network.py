@@ -11,7 +11,7 @@ import ipaddress
 from .cidr import NetworkModel, classify, guess_cni, pod_range
 from .cluster import Cluster
 from .errors import Forbidden
-from .tables import NONE, pods as pods_table, nodes as nodes_table
+from .tables import NONE, nodes as nodes_table, pods as pods_table, services as services_table
 
 
 def service_range(cluster: Cluster) -> str | None:
@@ -41,24 +41,22 @@ def cni_plugin(cluster: Cluster) -> str:
         return "unknown (no permission to list DaemonSets in kube-system)"
     name = guess_cni(d["metadata"]["name"] for d in ds)
     if cluster.is_lab and name.startswith("unknown"):
-        return "bridge + host-local (the lab's node-local CNI config, no DaemonSet)"
+        return "bridge (routed) or ptp (flat) + host-local: the lab's node-local CNI config, no DaemonSet"
     return name
 
 
 def network_model(cluster: Cluster) -> NetworkModel:
-    """Flat (pods on the node network) or separate pod range, decided from nodes and pods."""
+    """Flat (pods on the node network) or separate pod range, decided from nodes and pods.
+
+    Only what any cluster shows through its API: the lab is judged like EKS or kind, from its node
+    and pod IPs (the node network inferred by `cidr.node_network`), never from its own plan.
+    """
     nodes = nodes_table(cluster)
     pods = pods_table(cluster)
     node_ips = [ip.split(",")[0] for ip in nodes["internal_ip"] if ip != NONE]
     pod_ips = [ip for ip, host in zip(pods["ip"], pods["host_network"]) if ip != NONE and not host]
     cidrs = [c for v in nodes["pod_cidrs"] if v != NONE for c in v.split(",")]
-    subnet = None
-    if cluster.is_lab:
-        from .lab import status
-
-        st = status()
-        subnet = st.plan["node_subnet"] if st.plan else None
-    return classify(node_ips, pod_ips, cidrs, node_subnet=subnet)
+    return classify(node_ips, pod_ips, cidrs)
 
 
 def address_plan(cluster: Cluster) -> dict:
@@ -67,7 +65,7 @@ def address_plan(cluster: Cluster) -> dict:
     pods = pods_table(cluster)
     model = network_model(cluster)
     svc_range = service_range(cluster)
-    services = cluster.api.list("/api/v1/services")
+    services = services_table(cluster)
     cidrs = [c for v in nodes["pod_cidrs"] if v != NONE for c in v.split(",")]
     overall = pod_range(cidrs)
     return {
@@ -78,6 +76,5 @@ def address_plan(cluster: Cluster) -> dict:
         "service_range": svc_range.split(" ")[0] if svc_range else None,
         "node_ips": [ip.split(",")[0] for ip in nodes["internal_ip"] if ip != NONE],
         "pod_ips": [ip for ip, host in zip(pods["ip"], pods["host_network"]) if ip != NONE and not host],
-        "service_ips": [s["spec"]["clusterIP"] for s in services
-                        if s["spec"].get("clusterIP") not in (None, "", "None")],
+        "service_ips": [ip for ip in services["cluster_ip"] if ip not in (NONE, "None")],
     }

@@ -240,12 +240,36 @@ def _node_status(node: _Node) -> str:
 
 
 # --- tables ------------------------------------------------------------------------------------
+#: Where a cluster-wide list falls back to when the account may only read the course's namespaces.
+COURSE_NAMESPACES = ("default", "nginx")
+
+
 def _scope(path: str, namespace: str | None) -> str:
     if namespace is None:
         return path
     dns_label(namespace, "namespace")
     prefix, plural = path.rsplit("/", 1)
     return f"{prefix}/namespaces/{namespace}/{plural}"
+
+
+def _pages(cluster: Cluster, path: str, namespace: str | None, **params) -> tuple[list[bytes], str]:
+    """Raw list pages for `namespace` (all namespaces when None). A learner account that may not
+    list cluster-wide gets the course's namespaces instead, and a note saying so."""
+    if namespace is not None:
+        return list(cluster.api.list_raw(_scope(path, namespace), **params)), ""
+    try:
+        return list(cluster.api.list_raw(path, **params)), ""
+    except Forbidden:
+        pages = []
+        for ns in COURSE_NAMESPACES:
+            try:
+                pages += cluster.api.list_raw(_scope(path, ns), **params)
+            except Forbidden:
+                continue
+        note = (f"this account may not list {path.rsplit('/', 1)[1]} in all namespaces; "
+                f"showing {', '.join(COURSE_NAMESPACES)} only")
+        print(f"k8snb: {note}")
+        return pages, note
 
 
 def node_records(pages: Iterable[bytes], now: datetime | None = None) -> list[dict]:
@@ -321,9 +345,9 @@ def pods(cluster: Cluster, namespace: str | None = None, selector: str | None = 
         node_rows, note = None, f"node columns are empty: this account may not list nodes ({exc})"
         print(f"k8snb: {note}")
     params = {"labelSelector": selector} if selector else {}
-    rows = pod_records(cluster.api.list_raw(_scope("/api/v1/pods", namespace), **params), node_rows)
-    df = pd.DataFrame(rows, columns=POD_COLUMNS)
-    df.attrs["note"] = note
+    pages, scope_note = _pages(cluster, "/api/v1/pods", namespace, **params)
+    df = pd.DataFrame(pod_records(pages, node_rows), columns=POD_COLUMNS)
+    df.attrs["note"] = "; ".join(n for n in (note, scope_note) if n)
     return df
 
 
@@ -331,7 +355,8 @@ def services(cluster: Cluster, namespace: str | None = None) -> pd.DataFrame:
     """`kubectl get svc -o wide` as a DataFrame."""
     now = datetime.now(timezone.utc)
     rows = []
-    for s in cluster.api.list(_scope("/api/v1/services", namespace)):
+    pages, note = _pages(cluster, "/api/v1/services", namespace)
+    for s in (item for page in pages for item in msgspec.json.decode(page).get("items") or []):
         spec = s.get("spec", {})
         sel = spec.get("selector") or {}
         rows.append({
@@ -341,8 +366,10 @@ def services(cluster: Cluster, namespace: str | None = None) -> pd.DataFrame:
             "age": _age(s["metadata"].get("creationTimestamp"), now),
             "selector": ",".join(f"{k}={v}" for k, v in sel.items()) or NONE,
         })
-    return pd.DataFrame(rows, columns=["namespace", "name", "type", "cluster_ip", "external_ip", "ports",
-                                       "age", "selector"])
+    df = pd.DataFrame(rows, columns=["namespace", "name", "type", "cluster_ip", "external_ip", "ports",
+                                     "age", "selector"])
+    df.attrs["note"] = note
+    return df
 
 
 def endpoint_records(cluster: Cluster, namespace: str, service: str) -> list[dict]:
