@@ -12,7 +12,6 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -27,6 +26,8 @@ pytestmark = pytest.mark.binder
 ROOT = Path(__file__).resolve().parents[2]
 USER = "nobody"
 JUPYTER_PORT, API_PORT, ETCD_PORT = 18888, 6943, 12879
+#: A Python the non-root user can run (the test's own may live under /root). Binder brings its own.
+BASE_PYTHON = "/usr/bin/python3"
 
 
 @pytest.fixture
@@ -80,7 +81,7 @@ def test_postbuild_and_start_as_non_root(binder_home, mirror):
     env = {"HOME": str(binder_home), "PATH": f"{venv}/bin:{binder_home}/.local/bin:/usr/bin:/bin",
            "LANG": "C.UTF-8", "K8SNB_DOWNLOAD_BASE": mirror, "K8SNB_KIND_URL": f"{mirror}/kind-not-here",
            "K8SNB_LAB_ARGS": f"--port {API_PORT} --etcd-port {ETCD_PORT}"}
-    made = as_user([sys.executable, "-m", "venv", str(venv)], env, timeout=120)
+    made = as_user([BASE_PYTHON, "-m", "venv", str(venv)], env, timeout=120)
     assert made.returncode == 0, made.stderr
     post = as_user(["bash", str(repo / "binder" / "postBuild")], env, cwd=repo, timeout=900)
     assert post.returncode == 0, post.stdout[-2000:] + post.stderr[-2000:]
