@@ -30,7 +30,8 @@ def _lab(args: argparse.Namespace) -> int:
             raise K8snbError("real nodes need root (network namespaces, containerd, iptables); "
                              "run as root, or use `k8snb lab up --nodes kwok` for simulated nodes")
         defaults = LabPlan()
-        plan = LabPlan(nodes_mode=nodes, pod_cidr=args.pod_cidr or defaults.pod_cidr,
+        # An empty pod CIDR means the network model's own default (plan.NETWORK_DEFAULTS).
+        plan = LabPlan(nodes_mode=nodes, pod_cidr=args.pod_cidr or "",
                        service_cidr=args.service_cidr or defaults.service_cidr,
                        api_port=args.port or defaults.api_port, etcd_port=args.etcd_port or defaults.etcd_port,
                        network=args.network or defaults.network)
@@ -93,8 +94,10 @@ def parser() -> argparse.ArgumentParser:
     lab.add_argument("--nodes", choices=["kwok", "real"], help="simulated (kwok) or real nodes "
                      "(default: real as root, kwok otherwise)")
     lab.add_argument("--network", choices=["routed", "flat"],
-                     help="separate pod range (routed) or pods on the node subnet (flat)")
-    lab.add_argument("--pod-cidr", help="pod range (default 10.244.0.0/16, a /24 per node)")
+                     help="separate pod range (routed, default) or pods on the node subnet (flat, like the "
+                     "AWS VPC CNI)")
+    lab.add_argument("--pod-cidr", help="pod range, a /24 per node (default 10.244.0.0/16 routed, "
+                     "172.29.128.0/17 flat)")
     lab.add_argument("--service-cidr", help="Service range (default 10.96.0.0/16)")
     lab.add_argument("--port", type=int, help="kube-apiserver's port on 127.0.0.1 (default 6443)")
     lab.add_argument("--etcd-port", type=int, help="etcd's client port on 127.0.0.1 (default 12379; peer: +1)")

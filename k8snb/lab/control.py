@@ -51,7 +51,9 @@ class LabStatus:
             f"  kubeconfig    {self.kubeconfig}",
             f"  node subnet   {p['node_subnet']}  nodes: "
             + ", ".join(f"{n} {ip}" for n, ip in p["node_ips"].items()),
-            f"  pod range     {p['pod_cidr']} (a /{NODE_CIDR_MASK} per node)",
+            f"  pod range     {p['pod_cidr']} (a /{NODE_CIDR_MASK} per node, "
+            + ("inside the node subnet: pods are addressed like nodes)" if p["network"] == "flat"
+               else "apart from the node subnet: nodes route it)"),
             f"  service range {p['service_cidr']}  kubernetes API {p['api_server_ip']}  DNS {p['dns_ip']}",
             f"  NodePorts     {p['node_port_range']}   cluster domain {p['cluster_domain']}",
         ]
@@ -255,6 +257,16 @@ def _wait_nodes(state: Path, plan: LabPlan) -> None:
     raise LabError(f"nodes {', '.join(pending)} were not Ready with a podCIDR within {NODES_TIMEOUT:.0f} s; "
                    f"controller-manager log:\n{processes.log_tail(state, 'kube-controller-manager')}\n"
                    f"kwok log:\n{processes.log_tail(state, 'kwok')}")
+
+
+def node_pod_cidrs(plan: LabPlan) -> dict[str, str]:
+    """Node name -> the podCIDR the controller-manager allocated it, read from the running lab's API."""
+    try:
+        nodes = _api(state_dir(), "GET", "/api/v1/nodes", port=plan.api_port).get("items", [])
+    except (urllib.error.URLError, OSError) as exc:
+        raise LabError(f"the lab's API server on port {plan.api_port} does not answer "
+                       f"({getattr(exc, 'reason', exc)}); see `k8snb lab status`") from None
+    return {n["metadata"]["name"]: n["spec"]["podCIDR"] for n in nodes if n["spec"].get("podCIDR")}
 
 
 def status() -> LabStatus:

@@ -1,19 +1,31 @@
 """The real nodes' network: one network namespace per node on a lab bridge, and host guard rails.
 
-Layout (defaults):
+Layout (defaults; the routed model's node subnet is a /24, the flat model's a /16):
 
-    host  k8snb0 172.29.0.1/24 ── k8snb-veth0 ══ eth0 172.29.0.2  netns k8snb-control-plane
-                               ── k8snb-veth1 ══ eth0 172.29.0.3  netns k8snb-worker
-                               ── k8snb-veth2 ══ eth0 172.29.0.4  netns k8snb-worker2
+    host  k8snb0 172.29.0.1 ── k8snb-veth0 ══ eth0 172.29.0.2  netns k8snb-control-plane
+                            ── k8snb-veth1 ══ eth0 172.29.0.3  netns k8snb-worker
+                            ── k8snb-veth2 ══ eth0 172.29.0.4  netns k8snb-worker2
 
-Inside a node namespace, pods hang off the CNI bridge `cni0` with addresses from the node's podCIDR,
-and the node routes every other node's podCIDR via that node's IP: pod traffic between nodes stays
-on the lab bridge and never needs the host to forward. The host itself only originates or receives
-lab traffic (kubectl exec, NodePorts, the API server and registry), so its ip_forward is left alone.
+How a pod reaches a pod on another node depends on the network model (`LabPlan.network`):
 
-Safety: on the host, the pod range is a blackhole except the per-node /24s that point into the lab,
-the service range points at the control-plane node (whose kube-proxy answers it), FORWARD drops
-anything crossing between the lab bridge and another interface, and a guard chain drops packets for
+- routed: pods hang off the CNI bridge `cni0` with addresses from the node's podCIDR (10.244.x.0/24),
+  and each node routes every other node's podCIDR via that node's IP (`route_pods`), as kube-router
+  or Calico without encapsulation do. The pod range is separate from the node subnet.
+- flat: pods get addresses from the node subnet itself (podCIDRs are /24s of 172.29.128.0/17, inside
+  172.29.0.0/16), as the AWS VPC CNI gives pods VPC addresses. The CNI is `ptp`: a veth per pod and
+  a /32 route to it in the node's namespace. Every node's eth0 sits on the /16, so a node sends a
+  packet for another node's pod straight onto the shared segment and asks by ARP who has it; the
+  node holding the pod's /32 answers for it (proxy_arp on its eth0), as the VPC fabric knows which
+  ENI holds each secondary IP. No per-node routes, no encapsulation, no NAT.
+
+Either way pod traffic between nodes stays on the lab bridge and never needs the host to forward.
+The host itself only originates or receives lab traffic (kubectl exec, NodePorts, the API server
+and registry), so its ip_forward is left alone.
+
+Safety: on the host, the routed pod range is a blackhole except the per-node /24s that point into
+the lab (the flat pod range is part of the bridge's own subnet, reached by ARP on the bridge only);
+the service range points at the control-plane node (whose kube-proxy answers it); FORWARD drops
+anything crossing between the lab bridge and another interface; and a guard chain drops packets for
 the lab subnet or the API port that arrive on any interface but loopback and the lab bridge.
 """
 from __future__ import annotations
@@ -34,11 +46,6 @@ COMMENT = "k8snb-lab"
 #: lab records their values before the nodes start and puts them back at `down`.
 KUBELET_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
                    "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
-
-
-def host_ip(plan: LabPlan) -> str:
-    """The host's address on the lab bridge: .1 of the node subnet."""
-    return str(next(ipaddress.ip_network(plan.node_subnet).hosts()))
 
 
 def veth(index: int) -> str:
@@ -87,7 +94,7 @@ def conflicts(plan: LabPlan) -> list[str]:
 
 def create(plan: LabPlan) -> None:
     """Bridge, one namespace + veth per node, host routes and guard rules."""
-    gw = host_ip(plan)
+    gw = plan.host_ip
     prefix = ipaddress.ip_network(plan.node_subnet).prefixlen
     _run(["ip", "link", "add", BRIDGE, "type", "bridge"])
     _run(["ip", "addr", "add", f"{gw}/{prefix}", "dev", BRIDGE])
@@ -102,10 +109,9 @@ def create(plan: LabPlan) -> None:
         # No default route: what is not the lab has no way out. Service IPs need a route so that
         # connect() reaches the nat table, where kube-proxy rewrites them.
         _run(["ip", "-n", name, "route", "add", plan.service_cidr, "via", gw])
-        # Per-namespace: routing between the node's pods and the lab bridge; bridged pod traffic
-        # through iptables so that kube-proxy's DNAT is undone on same-node replies.
-        in_netns(name, ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1"])
-    _run(["ip", "route", "add", "blackhole", plan.pod_cidr])
+        in_netns(name, ["sysctl", "-qw", *_node_sysctls(plan)])
+    if plan.network == "routed":
+        _run(["ip", "route", "add", "blackhole", plan.pod_cidr])
     _run(["ip", "route", "add", plan.service_cidr, "via", plan.node_ips()[plan.node_names[0]]])
     _run(["iptables", "-w", "-N", GUARD_CHAIN])
     for rule in (["-i", "lo", "-j", "RETURN"], ["-i", BRIDGE, "-j", "RETURN"], ["-j", "DROP"]):
@@ -114,8 +120,18 @@ def create(plan: LabPlan) -> None:
         _run(["iptables", "-w", "-I", chain, "1", *rule])
 
 
+def _node_sysctls(plan: LabPlan) -> list[str]:
+    """Per node namespace. Both models: routing between the node's pods and the lab bridge. Routed:
+    bridged pod traffic through iptables, so that kube-proxy's DNAT is undone on same-node replies.
+    Flat: answer ARP on eth0 for the node's pods (their /32 routes lead elsewhere than eth0), at once
+    rather than after proxy_delay's random wait of up to 0.8 s."""
+    if plan.network == "flat":
+        return ["net.ipv4.ip_forward=1", "net.ipv4.conf.eth0.proxy_arp=1", "net.ipv4.neigh.eth0.proxy_delay=0"]
+    return ["net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1"]
+
+
 def route_pods(plan: LabPlan, pod_cidrs: dict[str, str]) -> None:
-    """Each node (and the host) routes every other node's podCIDR via that node's IP."""
+    """Routed model: each node (and the host) routes every other node's podCIDR via that node's IP."""
     ips = plan.node_ips()
     for node, cidr in pod_cidrs.items():
         _run(["ip", "route", "replace", cidr, "via", ips[node]])
@@ -166,7 +182,8 @@ def destroy(plan: LabPlan) -> bool:
     if Path(f"/sys/class/net/{BRIDGE}").exists():
         _run(["ip", "link", "del", BRIDGE], check=False)  # and the routes via node IPs
         found = True
-    for route in (["blackhole", plan.pod_cidr], [plan.service_cidr]):
+    routes = [[plan.service_cidr]] + ([["blackhole", plan.pod_cidr]] if plan.network == "routed" else [])
+    for route in routes:
         found |= _run(["ip", "route", "del", *route], check=False).returncode == 0
     for chain, rule in _guard_rules(plan):
         while _run(["iptables", "-w", "-D", chain, *rule], check=False).returncode == 0:

@@ -2,6 +2,12 @@
 
 Everything the lab starts is derived from one `LabPlan`, so `k8snb lab status`, the course and the
 tests all read the same numbers the processes were started with.
+
+Two network models, the two clusters of the article's section 2:
+  routed  pods on a range of their own (10.244.0.0/16, like kind or kubespray); nodes route each
+          other's podCIDRs. Node subnet 172.29.0.0/24.
+  flat    pods take addresses from the node subnet itself, like the AWS VPC CNI: node subnet
+          172.29.0.0/16 (nodes at .0.2-.0.4), pods from its upper half 172.29.128.0/17.
 """
 from __future__ import annotations
 
@@ -10,15 +16,21 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from ..errors import InvalidInput
 
-#: kind's defaults, so that what learners see on the lab matches what they see on kind.
-DEFAULT_POD_CIDR = "10.244.0.0/16"
+#: kind's default, so that what learners see on the lab matches what they see on kind.
 DEFAULT_SERVICE_CIDR = "10.96.0.0/16"
-#: The lab's node subnet. Private, unused by kind (172.18/16), Docker (172.17/16) or podman
-#: (10.88/16); nothing routes it off the machine (in kwok mode no interface carries it at all).
-DEFAULT_NODE_SUBNET = "172.29.0.0/24"
+#: Network model -> (node subnet, pod range). The node subnet is private and unused by kind
+#: (172.18/16), Docker (172.17/16) or podman (10.88/16); nothing routes it off the machine (in kwok
+#: mode no interface carries it at all). Routed: kind's pod range, apart from the nodes. Flat: a
+#: VPC-sized /16 (the article advises at least a /20) whose upper half is handed out to pods, as the
+#: VPC CNI hands out the VPC's own addresses; the nodes keep the lower half.
+NETWORK_DEFAULTS = MappingProxyType({
+    "routed": ("172.29.0.0/24", "10.244.0.0/16"),
+    "flat": ("172.29.0.0/16", "172.29.128.0/17"),
+})
 #: One /24 per node, like kind and kubeadm: 254 pod addresses per node.
 NODE_CIDR_MASK = 24
 NODE_NAMES = ("k8snb-control-plane", "k8snb-worker", "k8snb-worker2")
@@ -58,9 +70,9 @@ class LabPlan:
     """Addresses and names of one lab cluster."""
 
     nodes_mode: str = "kwok"
-    pod_cidr: str = DEFAULT_POD_CIDR
+    pod_cidr: str = ""  # empty: the network model's default (NETWORK_DEFAULTS)
     service_cidr: str = DEFAULT_SERVICE_CIDR
-    node_subnet: str = DEFAULT_NODE_SUBNET
+    node_subnet: str = ""  # empty: the network model's default
     node_names: tuple[str, ...] = NODE_NAMES
     api_port: int = API_PORT
     etcd_port: int = ETCD_PORT
@@ -68,6 +80,11 @@ class LabPlan:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.network not in NETWORK_DEFAULTS:
+            raise InvalidInput(f"unknown network model {self.network!r}: use 'routed' or 'flat'")
+        default_nodes, default_pods = NETWORK_DEFAULTS[self.network]
+        object.__setattr__(self, "node_subnet", self.node_subnet or default_nodes)
+        object.__setattr__(self, "pod_cidr", self.pod_cidr or default_pods)
         pods = _network(self.pod_cidr, "pod CIDR")
         services = _network(self.service_cidr, "service CIDR")
         nodes = _network(self.node_subnet, "node subnet")
@@ -78,14 +95,33 @@ class LabPlan:
             )
         if services.prefixlen > 28 or services.prefixlen < 12:
             raise InvalidInput(f"service CIDR {self.service_cidr} must be between /12 and /28 (API server limits)")
-        for a, b, an, bn in ((pods, services, "pod", "service"), (pods, nodes, "pod", "node"),
-                             (services, nodes, "service", "node")):
+        pairs = [(pods, services, "pod", "service"), (services, nodes, "service", "node")]
+        if self.network == "routed":
+            pairs.append((pods, nodes, "pod", "node"))
+        for a, b, an, bn in pairs:
             if a.overlaps(b):
                 raise InvalidInput(f"the {an} range {a} overlaps the {bn} range {b}; pick disjoint ranges")
+        if self.network == "flat":
+            self._check_flat(pods, nodes)
         if self.nodes_mode not in ("kwok", "real"):
             raise InvalidInput(f"unknown nodes mode {self.nodes_mode!r}: use 'kwok' or 'real'")
         if not 1024 <= self.api_port <= 65535:
             raise InvalidInput(f"API port {self.api_port} must be between 1024 and 65535")
+
+    def _check_flat(self, pods: ipaddress.IPv4Network, nodes: ipaddress.IPv4Network) -> None:
+        """Flat: pods come from inside the node subnet, but never take the host's or a node's address."""
+        if not pods.subnet_of(nodes) or pods == nodes:
+            raise InvalidInput(f"with --network flat the pod range {pods} must be a part of the node subnet "
+                               f"{nodes} (default {NETWORK_DEFAULTS['flat'][1]})")
+        taken = [ip for ip in (self.host_ip, *self.node_ips().values()) if ipaddress.ip_address(ip) in pods]
+        if taken:
+            raise InvalidInput(f"the pod range {pods} holds the lab's own addresses {', '.join(taken)} "
+                               f"(host .1, nodes .2 up); pick a range after them")
+
+    @property
+    def host_ip(self) -> str:
+        """The host's address on the lab bridge: .1 of the node subnet."""
+        return str(next(ipaddress.ip_network(self.node_subnet).hosts()))
 
     @property
     def api_server_ip(self) -> str:
@@ -105,8 +141,9 @@ class LabPlan:
     def as_dict(self) -> dict:
         """The plan as the course reads it: ranges, node IPs, DNS and API addresses."""
         d = asdict(self)
-        d.update(api_server_ip=self.api_server_ip, dns_ip=self.dns_ip, node_ips=self.node_ips(),
-                 cluster_domain=CLUSTER_DOMAIN, node_port_range=NODE_PORT_RANGE, context=CONTEXT)
+        d.update(api_server_ip=self.api_server_ip, dns_ip=self.dns_ip, host_ip=self.host_ip,
+                 node_ips=self.node_ips(), cluster_domain=CLUSTER_DOMAIN, node_port_range=NODE_PORT_RANGE,
+                 context=CONTEXT)
         return d
 
     def save(self, path: Path) -> None:

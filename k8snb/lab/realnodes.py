@@ -4,6 +4,7 @@
   preflight(plan)                       host packages (lab/host-setup.sh), no clash with the host's routes
   prepare_host(plan, state) -> plan     lab bridge and node namespaces; API advertised on the bridge
   start_nodes(plan, state, b, certs)    containerd + kubelet + kube-proxy per node, CNI once podCIDRs exist
+                                        (bridge + routes, or ptp + proxy ARP: see netns)
   start_addons(plan, state, b)          images into the local registry, CoreDNS
 and `down` calls teardown(plan, state).
 
@@ -35,6 +36,8 @@ FILES = Path(__file__).parent / "files"
 #: Tools the host must have; lab/host-setup.sh installs the Debian packages that provide them.
 HOST_TOOLS = ("runc", "iptables", "conntrack", "docker-registry", "debootstrap", "nsenter", "ip")
 CNI_PLUGINS = Path("/usr/lib/cni")
+#: The CNI plugins the two network models use (Debian's containernetworking-plugins has them all).
+CNI_PLUGIN_NAMES = ("bridge", "ptp", "host-local", "portmap", "loopback")
 SHIM = "containerd-shim-runc-v2"
 #: Host-wide directories containerd and libcni write into whatever their configuration says.
 SHIM_SOCKETS = Path("/run/containerd/s")
@@ -54,8 +57,7 @@ def _node_dir(state: Path, node: str) -> Path:
 
 def _missing_tools() -> list[str]:
     missing = [t for t in HOST_TOOLS if not shutil.which(t)]
-    if not (CNI_PLUGINS / "bridge").exists():
-        missing.append(f"{CNI_PLUGINS}/bridge")
+    missing += [f"{CNI_PLUGINS}/{p}" for p in CNI_PLUGIN_NAMES if not (CNI_PLUGINS / p).exists()]
     return missing
 
 
@@ -81,13 +83,13 @@ def prepare_host(plan: LabPlan, state: Path) -> LabPlan:
     netns.save_sysctls(state)
     try:
         netns.create(plan)
-        addons.start_registry(state, netns.host_ip(plan))
+        addons.start_registry(state, plan.host_ip)
     except BaseException:
         # control.up saves plan.json only after this returns, so its clean-up could not find the network.
         processes.stop(state, "registry")
         teardown(plan, state)
         raise
-    return replace(plan, extra={**plan.extra, "api_advertise_ip": netns.host_ip(plan)})
+    return replace(plan, extra={**plan.extra, "api_advertise_ip": plan.host_ip})
 
 
 def _ensure_built(b: binaries.Binaries, component: str, outputs: tuple[str, ...]) -> None:
@@ -143,7 +145,7 @@ def _remove_cgroup_root(node: str) -> bool:
 
 
 def _containerd_config(plan: LabPlan, d: Path, node: str) -> Path:
-    registry = f"http://{netns.host_ip(plan)}:{images.REGISTRY_PORT}"
+    registry = f"http://{plan.host_ip}:{images.REGISTRY_PORT}"
     certs_d = d / "containerd" / "certs.d"
     hosts = string.Template((FILES / "hosts.toml").read_text())
     for name in ("docker.io", "registry.k8s.io"):
@@ -248,24 +250,33 @@ def _pod_cidrs(plan: LabPlan, state: Path, b: binaries.Binaries) -> dict[str, st
                    f"kubelet log:\n{processes.log_tail(state, f'kubelet-{missing[0]}', 15)}")
 
 
-def _write_cni(d: Path, pod_cidr: str) -> None:
-    """CNI bridge + host-local IPAM over the node's podCIDR; containerd picks the file up by itself."""
+def _cni_config(plan: LabPlan, d: Path, pod_cidr: str) -> dict:
+    """The node's CNI chain: host-local IPAM over the node's podCIDR (its first address is the pods'
+    gateway, kept on the node side), then portmap. Routed: the `bridge` plugin, every pod on `cni0`.
+    Flat: the `ptp` plugin, a veth and a /32 host route per pod and no bridge, so the node's eth0
+    can answer ARP for exactly its own pods (see netns)."""
     gateway = str(next(ipaddress.ip_network(pod_cidr).hosts()))
-    conf = {"cniVersion": "1.0.0", "name": CNI_NETWORK, "plugins": [
-        {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False, "hairpinMode": True,
-         "ipam": {"type": "host-local", "ranges": [[{"subnet": pod_cidr, "gateway": gateway}]],
-                  "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(d / "cni" / "ipam")}},
-        {"type": "portmap", "capabilities": {"portMappings": True}},
-    ]}
-    # Written in place, not renamed into place: containerd reloads on write events and ignores creates.
-    (d / "cni" / "net.d" / "10-k8snb.conflist").write_text(json.dumps(conf, indent=2))
+    ipam = {"type": "host-local", "ranges": [[{"subnet": pod_cidr, "gateway": gateway}]],
+            "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(d / "cni" / "ipam")}
+    if plan.network == "flat":
+        main = {"type": "ptp", "ipMasq": False, "ipam": ipam}
+    else:
+        main = {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False, "hairpinMode": True,
+                "ipam": ipam}
+    return {"cniVersion": "1.0.0", "name": CNI_NETWORK,
+            "plugins": [main, {"type": "portmap", "capabilities": {"portMappings": True}}]}
+
+
+def _write_cni(plan: LabPlan, d: Path, pod_cidr: str) -> None:
+    """Written in place, not renamed into place: containerd reloads on write events and ignores creates."""
+    (d / "cni" / "net.d" / "10-k8snb.conflist").write_text(json.dumps(_cni_config(plan, d, pod_cidr), indent=2))
 
 
 def start_nodes(plan: LabPlan, state: Path, b: binaries.Binaries, certs: dict[str, pki.Pair]) -> None:
     """containerd, kubelet and kube-proxy in each node's namespace; pod networking once podCIDRs exist."""
     _ensure_built(b, "containerd", ("containerd", SHIM))
     ca = certs["ca"]
-    server = f"https://{netns.host_ip(plan)}:{plan.api_port}"
+    server = f"https://{plan.host_ip}:{plan.api_port}"
     proxy_kubeconfig = _kubeconfig(state / "kube-proxy.kubeconfig", server, ca,
                                    pki.issue(ca, state / "pki", "kube-proxy", "system:kube-proxy"))
     # containerd finds its shim on PATH; runc and the CNI plugins come from Debian.
@@ -292,15 +303,16 @@ def start_nodes(plan: LabPlan, state: Path, b: binaries.Binaries, certs: dict[st
         ], env=env, netns=node)
     cidrs = _pod_cidrs(plan, state, b)
     for node, cidr in cidrs.items():
-        _write_cni(_node_dir(state, node), cidr)
-    netns.route_pods(plan, cidrs)
+        _write_cni(plan, _node_dir(state, node), cidr)
+    if plan.network == "routed":  # flat: the nodes' proxy ARP replaces routes (see netns)
+        netns.route_pods(plan, cidrs)
     kubectl(b, state, "label", "node", plan.node_names[0], "node-role.kubernetes.io/control-plane=", "--overwrite")
 
 
 def start_addons(plan: LabPlan, state: Path, b: binaries.Binaries) -> None:
     """Images into the lab registry, then CoreDNS behind kube-dns; returns when DNS answers."""
     _ensure_built(b, "coredns", ("coredns",))
-    addons.publish_images(b, netns.host_ip(plan), _log)
+    addons.publish_images(b, plan.host_ip, _log)
     addons.start_coredns(plan, state, b, kubectl)
 
 

@@ -37,6 +37,11 @@ def test_eks_reason_quotes_the_numbers():
         pytest.param(["192.168.1.10"], ["10.42.0.7", "10.42.0.9"], ["10.42.0.0/24"], None, "separate", id="k3s"),
         pytest.param(["10.89.0.2", "10.89.0.3", "10.89.0.4"], ["10.89.1.2", "10.89.1.3", "10.89.2.2"],
                      ["10.89.1.0/24", "10.89.2.0/24"], "10.89.0.0/16", "flat", id="flat-lab"),
+        # The k8snb lab's two network models, told apart from node and pod IPs alone.
+        pytest.param(["172.29.0.2", "172.29.0.3", "172.29.0.4"], ["10.244.1.2", "10.244.2.3"],
+                     ["10.244.0.0/24", "10.244.1.0/24", "10.244.2.0/24"], None, "separate", id="k8snb-routed"),
+        pytest.param(["172.29.0.2", "172.29.0.3", "172.29.0.4"], ["172.29.129.2", "172.29.130.3"],
+                     ["172.29.128.0/24", "172.29.129.0/24", "172.29.130.0/24"], None, "flat", id="k8snb-flat"),
     ],
 )
 def test_common_clusters(nodes, pods, pod_cidrs, node_subnet, expected):
