@@ -80,8 +80,9 @@ def workload(lab: Lab):
     """The article's Deployments and Services, applied unchanged; removed afterwards."""
     files = [f"--filename={MANIFESTS / name}.yaml" for name in APPLIED]
     lab.kubectl("apply", *files)
-    lab.kubectl("wait", "--for=condition=Available", "deployment", "--all", "--all-namespaces", "--timeout=180s",
-                timeout=200)
+    for namespace in ("default", "nginx"):  # only the article's: other tests' namespaces may be going away
+        lab.kubectl("wait", "--for=condition=Available", "deployment", "--all", "-n", namespace, "--timeout=180s",
+                    timeout=200)
     # Ready endpoints reach kube-proxy's rules a moment later (its sync period): wait for an answer.
     deadline = time.monotonic() + 30
     while lab.netshoot("curl", "-sS", "-o", "/dev/null", "--max-time", "2", "nginx-svc", check=False).returncode:

@@ -64,7 +64,11 @@ def test_replaced_pod_gets_a_new_ip(cluster, article):
     result = k8snb.replace_pod(cluster, namespace=ns).set_index("phase")
     assert result.loc["before", "ip"] != result.loc["after", "ip"]
     assert result.loc["before", "pod"] != result.loc["after", "pod"]
-    assert result.loc["after", "answered_share"] == 1.0
+    # While the old pod stops, a request can still reach it until every node's kube-proxy has
+    # dropped its endpoint (about a second): some fail, but the other replica keeps answering.
+    assert result.loc["after", "answered_share"] > 0
+    after = k8snb.sample(cluster, 50, namespace=ns)
+    assert after["ok"].all()
 
 
 def test_exec_without_the_tool_is_a_clear_error(cluster, article):
