@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration

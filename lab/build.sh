@@ -52,6 +52,11 @@ record() {  # record NAME: store the binary's checksum
   mv "$out/SHA256SUMS.new" "$out/SHA256SUMS"
 }
 
+wrapper_module() {  # wrapper_module DIR MODULE VERSION: a module that only requires MODULE@VERSION
+  mkdir -p "$1"
+  printf 'module k8snb.local/%s-build\n\ngo 1.26.0\n\nrequire %s %s\n' "$(basename "$1")" "$2" "$3" > "$1/go.mod"
+}
+
 kube_module() {
   local dir="$work/kubernetes"
   mkdir -p "$dir"
@@ -92,27 +97,13 @@ build_etcd() {
     ETCD_VERSION=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$work/kubernetes/upstream.mod")
   fi
   local dir="$work/etcd"
-  mkdir -p "$dir"
-  cat > "$dir/go.mod" <<MOD
-module k8snb.local/etcd-build
-
-go 1.26.0
-
-require go.etcd.io/etcd/server/v3 $ETCD_VERSION
-MOD
+  wrapper_module "$dir" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
   (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3)
 }
 
 build_containerd() {
   local dir="$work/containerd"
-  mkdir -p "$dir"
-  cat > "$dir/go.mod" <<MOD
-module k8snb.local/containerd-build
-
-go 1.26.0
-
-require github.com/containerd/containerd/v2 $CONTAINERD_VERSION
-MOD
+  wrapper_module "$dir" github.com/containerd/containerd/v2 "$CONTAINERD_VERSION"
   # btrfs and devmapper snapshotters need cgo; the lab uses overlayfs.
   local flags=(-trimpath -tags "no_btrfs no_devmapper no_zfs"
     -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION")
@@ -122,14 +113,7 @@ MOD
 
 build_coredns() {
   local dir="$work/coredns"
-  mkdir -p "$dir"
-  cat > "$dir/go.mod" <<MOD
-module k8snb.local/coredns-build
-
-go 1.26.0
-
-require github.com/coredns/coredns $COREDNS_VERSION
-MOD
+  wrapper_module "$dir" github.com/coredns/coredns "$COREDNS_VERSION"
   (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$out/coredns.tmp" github.com/coredns/coredns)
 }
 
@@ -142,14 +126,7 @@ outputs() {  # outputs NAME: the binaries one component produces
 
 build_kwok() {
   local dir="$work/kwok"
-  mkdir -p "$dir"
-  cat > "$dir/go.mod" <<MOD
-module k8snb.local/kwok-build
-
-go 1.26.0
-
-require sigs.k8s.io/kwok $KWOK_VERSION
-MOD
+  wrapper_module "$dir" sigs.k8s.io/kwok "$KWOK_VERSION"
   (cd "$dir" && go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" -o "$out/kwok.tmp" sigs.k8s.io/kwok/cmd/kwok)
 }
 

@@ -153,7 +153,6 @@ def _pki(state: Path, plan: LabPlan) -> dict[str, pki.Pair]:
 
 def _control_plane_argv(b: binaries.Binaries, state: Path, plan: LabPlan, certs: dict[str, pki.Pair],
                         kubeconfigs: dict[str, Path]) -> dict[str, list[str]]:
-    d = state / "pki"
     advertise = plan.extra.get("api_advertise_ip")
     api = [
         b["kube-apiserver"],

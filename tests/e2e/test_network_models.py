@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -23,9 +22,9 @@ import pytest
 
 import k8snb
 from k8snb import lab as k8snb_lab
-from k8snb.lab import binaries
 from k8snb.lab.plan import LabPlan, state_dir
 from k8snb.traffic import parse_hello
+from labtools import RunningLab, ip_json
 
 pytestmark = pytest.mark.realnodes
 
@@ -36,38 +35,14 @@ CLIENT_NODE, SERVER_NODE = "k8snb-worker", "k8snb-worker2"
 VERDICTS = {"routed": "separate", "flat": "flat"}
 
 
-class RunningLab:
-    """The real lab under test: its plan, and kubectl with its admin kubeconfig."""
-
-    def __init__(self, state: Path) -> None:
-        self.state = state
-        self.plan = LabPlan.load(state / "plan.json")
-        cached = binaries.bin_dir(binaries.pinned_versions()["K8S_VERSION"]) / "kubectl"
-        self.kubectl_bin = os.environ.get("KUBECTL") or (str(cached) if cached.exists() else shutil.which("kubectl"))
-
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([self.kubectl_bin, f"--kubeconfig={self.state / 'kubeconfig'}", *args],
-                              input=stdin, capture_output=True, text=True, timeout=200)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
-        return proc
-
-    def pods(self, *args: str) -> list[dict]:
-        return json.loads(self.kubectl("get", "pods", *args, "-o", "json").stdout)["items"]
-
-
-def _ip_json(*args: str) -> list[dict]:
-    return json.loads(subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True).stdout or "[]")
-
-
 def _leftovers(plan: LabPlan) -> list[str]:
     """What of a lab would still be on the host: namespaces, links, routes into its ranges, rules, mounts."""
     found = [f"netns {n}" for n in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                                   text=True).stdout.split() if n in plan.node_names]
-    found += [f"link {link['ifname']}" for link in _ip_json("link", "show")
+    found += [f"link {link['ifname']}" for link in ip_json("link", "show")
               if link["ifname"].startswith(("k8snb", "cni0"))]
     ranges = [ipaddress.ip_network(r) for r in (plan.node_subnet, plan.pod_cidr, plan.service_cidr)]
-    for route in _ip_json("route", "show"):
+    for route in ip_json("route", "show"):
         if route["dst"] != "default" and any(
                 ipaddress.ip_network(route["dst"] if "/" in route["dst"] else route["dst"] + "/32").overlaps(r)
                 for r in ranges):
@@ -197,7 +172,7 @@ def test_node_tables_show_the_data_path(lab: RunningLab, pair):
     # answers with its own eth0 MAC (proxy ARP), as the VPC fabric delivers a secondary IP to its ENI.
     with urllib.request.urlopen(f"http://{server['status']['podIP']}/plain", timeout=5) as resp:
         assert parse_hello(resp.read().decode())["server_name"] == "server"
-    neigh = _ip_json("neigh", "show", server["status"]["podIP"], "dev", "k8snb0")
+    neigh = ip_json("neigh", "show", server["status"]["podIP"], "dev", "k8snb0")
     assert neigh and neigh[0]["lladdr"] == links.loc["eth0", "mac"], neigh
 
 

@@ -14,7 +14,6 @@ import ipaddress
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -23,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from k8snb.lab import binaries
-from k8snb.lab.plan import LabPlan, state_dir
+from k8snb.lab.plan import state_dir
 from k8snb.traffic import parse_hello
+from labtools import RunningLab, ip_json
 
 pytestmark = pytest.mark.realnodes
 
@@ -35,32 +34,15 @@ REQUESTS = 500
 REPLICAS = 5
 
 
-class Lab:
-    """The running real lab: its plan, and kubectl with its admin kubeconfig."""
-
-    def __init__(self, state: Path) -> None:
-        self.state = state
-        self.plan = LabPlan.load(state / "plan.json")
-        cached = binaries.bin_dir(binaries.pinned_versions()["K8S_VERSION"]) / "kubectl"
-        self.kubectl_bin = os.environ.get("KUBECTL") or (str(cached) if cached.exists() else shutil.which("kubectl"))
-
-    def kubectl(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        proc = subprocess.run([self.kubectl_bin, f"--kubeconfig={self.state / 'kubeconfig'}", *args],
-                              capture_output=True, text=True, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
-        return proc
-
-    def json(self, *args: str) -> dict:
-        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+class Lab(RunningLab):
+    """The running real lab, with the article's client and server pods at hand."""
 
     def netshoot(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run argv in the netshoot pod."""
         return self.kubectl("exec", "deploy/netshoot", "--", *argv, check=check)
 
     def nginx_pods(self) -> list[dict]:
-        return [p for p in self.json("get", "pods", "-l", "app=nginx")["items"]
-                if p["metadata"].get("deletionTimestamp") is None]
+        return [p for p in self.pods("-l", "app=nginx") if p["metadata"].get("deletionTimestamp") is None]
 
 
 @pytest.fixture(scope="module")
@@ -204,10 +186,6 @@ def test_nodes_are_real_and_ready(lab: Lab):
         assert any(c["type"] == "Ready" and c["status"] == "True" for c in status["conditions"])
 
 
-def _ip_json(*args: str) -> list[dict]:
-    return json.loads(subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True).stdout)
-
-
 def test_pod_and_service_ranges_stay_in_the_lab(lab: Lab):
     """Host routes for pod/service ranges point into the lab or nowhere; nothing leaves the bridge.
 
@@ -216,7 +194,7 @@ def test_pod_and_service_ranges_stay_in_the_lab(lab: Lab):
     """
     plan = lab.plan
     node_ips = set(plan.node_ips().values())
-    routes = _ip_json("route", "show")
+    routes = ip_json("route", "show")
     pods = ipaddress.ip_network(plan.pod_cidr)
     covering = [r for r in routes if r["dst"] != "default"
                 and pods.overlaps(ipaddress.ip_network(r["dst"] if "/" in r["dst"] else r["dst"] + "/32"))]
@@ -231,7 +209,7 @@ def test_pod_and_service_ranges_stay_in_the_lab(lab: Lab):
     service = [r for r in routes if r["dst"] == plan.service_cidr]
     assert service and all(r.get("gateway") in node_ips for r in service)
     for node in plan.node_names:
-        assert not [r for r in _ip_json("-n", node, "route", "show") if r["dst"] == "default"], node
+        assert not [r for r in ip_json("-n", node, "route", "show") if r["dst"] == "default"], node
     rules = subprocess.run(["iptables-save", "-t", "filter"], capture_output=True, text=True, check=True).stdout
     assert re.search(r"^-A FORWARD -i k8snb0 ! -o k8snb0 .*-j DROP$", rules, re.MULTILINE), rules
     assert f"-A INPUT -d {plan.node_subnet} " in rules, "the guard chain must cover the whole node subnet"
@@ -246,7 +224,7 @@ def test_down_leaves_nothing(lab: Lab):
     down()
     names = set(lab.plan.node_names)
     assert not names & set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
-    links = {link["ifname"] for link in _ip_json("link", "show")}
+    links = {link["ifname"] for link in ip_json("link", "show")}
     assert not {n for n in links if n.startswith(("k8snb", "cni0", "veth"))}, links
     saved = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
     assert "k8snb" not in saved.lower() and "KUBE-" not in saved

@@ -1,7 +1,6 @@
 """The package on pods that carry traffic: probes, measured sampling, the scale sweep, failures."""
 from __future__ import annotations
 
-import io
 
 import pytest
 

@@ -6,7 +6,6 @@ because kubectl computed it at its own moment.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
