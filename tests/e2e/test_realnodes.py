@@ -65,11 +65,12 @@ def workload(lab: Lab):
     for namespace in ("default", "nginx"):  # only the article's: other tests' namespaces may be going away
         lab.kubectl("wait", "--for=condition=Available", "deployment", "--all", "-n", namespace, "--timeout=180s",
                     timeout=200)
-    # Ready endpoints reach kube-proxy's rules a moment later (its sync period): wait for an answer.
-    deadline = time.monotonic() + 30
-    while lab.netshoot("curl", "-sS", "-o", "/dev/null", "--max-time", "2", "nginx-svc", check=False).returncode:
-        assert time.monotonic() < deadline, "nginx-svc did not answer within 30 s of its pods being Available"
-        time.sleep(0.5)
+    # Ready endpoints reach kube-proxy's rules a moment later (its sync period): wait for answers.
+    for service in ("nginx-svc", "nginx.nginx"):
+        deadline = time.monotonic() + 30
+        while lab.netshoot("curl", "-sS", "-o", "/dev/null", "--max-time", "2", service, check=False).returncode:
+            assert time.monotonic() < deadline, f"{service} did not answer within 30 s of its pods being Available"
+            time.sleep(0.5)
     yield lab
     if (lab.state / "kubeconfig").exists():  # not when the last test stopped the lab
         lab.kubectl("delete", "--ignore-not-found", "--wait=false", *files)
