@@ -14,7 +14,7 @@ from .cluster import Cluster
 from .errors import InvalidInput, NotFound, NotReadyInTime
 from .manifests import scale
 from .names import dns_label, replicas as check_replicas
-from .probe import can_carry_traffic
+from .probe import can_carry_traffic, pod_for
 from .tables import endpoints
 from .traffic import sample, sweep_frame
 from .wait import wait_deployment, wait_endpoints
@@ -29,7 +29,33 @@ def scale_and_wait(cluster: Cluster, replicas: int, deployment: str = "nginx-hel
     if replicas:
         wait_endpoints(cluster, service, namespace, count=_endpoint_count(cluster, service, namespace, replicas),
                        timeout=timeout)
-    return endpoints(cluster, service, namespace)
+    eps = endpoints(cluster, service, namespace)
+    if replicas and can_carry_traffic(cluster):
+        _wait_reachable(cluster, service, namespace, set(eps.loc[eps["ready"], "pod"].dropna()))
+    return eps
+
+
+#: Requests per round while waiting for kube-proxy, per replica: enough that each replica is hit
+#: with near certainty (5 tries at 1/k each miss with probability (1 - 1/k)^(5k) < 0.7%).
+PROBES_PER_REPLICA = 5
+REACHABLE_TIMEOUT = 30.0
+
+
+def _wait_reachable(cluster: Cluster, service: str, namespace: str, pods: set[str]) -> None:
+    """Ready endpoints reach every node's kube-proxy rules a moment later. Wait until requests
+    through the Service have reached every ready pod, so that a sample taken next starts even."""
+    try:
+        pod_for(cluster, "netshoot", namespace)
+    except NotReadyInTime:
+        return  # no client pod to send from: nothing to wait for
+    seen: set[str] = set()
+    deadline = time.monotonic() + REACHABLE_TIMEOUT
+    while not pods <= seen:
+        if time.monotonic() > deadline:
+            raise NotReadyInTime(f"Service {namespace}/{service}: pods {', '.join(sorted(pods - seen))} are ready but "
+                                 f"not reached through the Service after {REACHABLE_TIMEOUT:.0f} s (kube-proxy?)")
+        frame = sample(cluster, PROBES_PER_REPLICA * len(pods), service, namespace)
+        seen |= set(frame.loc[frame["ok"], "pod"])
 
 
 def _endpoint_count(cluster: Cluster, service: str, namespace: str, replicas: int) -> int:
