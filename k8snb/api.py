@@ -18,7 +18,6 @@ from urllib.parse import urlencode
 import msgspec
 import urllib3
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
 from .errors import Conflict, Forbidden, K8snbError, NotFound, NotReachable
 
@@ -83,20 +82,19 @@ class Api:
         query = {k: v for k, v in (params or {}).items() if v is not None}
         url_path = path + ("?" + urlencode(query, doseq=True) if query else "")
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        method_, url, headers, body_, _ = self.client.param_serialize(
+        # The client builds the URL and the auth headers (token, exec plugins); the body is ours.
+        method_, url, headers, _, _ = self.client.param_serialize(
             method=method,
             resource_path=url_path,
             header_params=headers,
-            body=body,
             auth_settings=["BearerToken"],
         )
-        if content_type != "application/json" and isinstance(body, (dict, list)):
-            body_ = json.dumps(body)
+        payload = body if body is None or isinstance(body, (str, bytes)) else json.dumps(body)
         try:
             raw = self.client.rest_client.pool_manager.request(
                 method_,
                 url,
-                body=body_ if isinstance(body_, (str, bytes)) or body_ is None else json.dumps(body_),
+                body=payload,
                 headers=headers,
                 timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=timeout or READ_TIMEOUT),
                 preload_content=not stream,
@@ -202,11 +200,6 @@ def error_for(status: int, body: bytes, method: str, path: str) -> K8snbError:
     if status == 401:
         return NotReachable(f"unauthorized at the API server ({what}): {message}. Refresh your credentials.")
     return K8snbError(f"{method} {what} failed with HTTP {status}: {message}")
-
-
-def from_api_exception(exc: ApiException, what: str) -> K8snbError:
-    """The same mapping for errors raised by the official client's own calls (exec streams)."""
-    return error_for(exc.status or 0, (exc.body or str(exc.reason)).encode() if isinstance(exc.body, str) or exc.body is None else exc.body, "call", what)
 
 
 def _continue_token(page: bytes) -> str | None:
