@@ -1,12 +1,15 @@
 """`make bench`: run every figure, print one markdown table, write bench/RESULTS.md.
 
 Each figure is a module with `main() -> list[dict]` and runs alone too (`python bench/<name>.py`).
-A figure that fails is reported as a row with its error, and the others still run.
+A figure that fails is reported as a row with its error, and the others still run. Rows are kept
+per figure in bench/results.json, so `python bench/run.py sampling` re-measures one figure and
+rewrites the table with the others' last results.
 """
 from __future__ import annotations
 
 import datetime as dt
 import importlib
+import json
 import os
 import platform
 import sys
@@ -41,7 +44,8 @@ def table(rows: list[dict]) -> str:
 
 
 def main(names: list[str]) -> int:
-    rows: list[dict] = []
+    store = HERE / "results.json"
+    kept = json.loads(store.read_text()) if store.exists() else {}
     for name in names or FIGURES:
         started = time.perf_counter()
         try:
@@ -50,8 +54,9 @@ def main(names: list[str]) -> int:
             traceback.print_exc()
             got = [{"figure": name, "note": f"failed: {type(exc).__name__}: {exc}"[:300]}]
         print(f"bench: {name} took {time.perf_counter() - started:.0f} s", file=sys.stderr)
-        rows.extend(got)
-    md = table(rows)
+        kept[name] = got
+    store.write_text(json.dumps(kept, indent=1, default=str) + "\n")
+    md = table([row for name in FIGURES for row in kept.get(name, [])])
     print(md)
     machine = f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
     (HERE / "RESULTS.md").write_text(
