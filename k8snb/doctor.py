@@ -111,7 +111,7 @@ def _images(cluster, real: bool) -> Check:
 
 
 def _frame(checks: list[Check]) -> pd.DataFrame:
-    df = pd.DataFrame([{"check": c.check, "ok": "yes" if c.ok else "NO", "detail": c.detail, "fix": c.fix}
-                       for c in checks])
+    df = pd.DataFrame([{"check": c.check, "ok": "yes" if c.ok else "NO", "detail": c.detail,
+                        "fix": "" if c.ok else c.fix} for c in checks])
     df.attrs["can_run"] = all(c.ok for c in checks if c.required)
     return df
