@@ -7,6 +7,7 @@ without being told which kind of cluster it is.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 
 from .cidr import NetworkModel, classify, guess_cni, pod_range
 from .cluster import Cluster
@@ -45,36 +46,48 @@ def cni_plugin(cluster: Cluster) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class _Addresses:
+    """Node IPs, pod IPs (not on the host network) and node podCIDRs, read once from the tables."""
+
+    node_ips: list[str]
+    pod_ips: list[str]
+    pod_cidrs: list[str]
+
+
+def _addresses(cluster: Cluster) -> _Addresses:
+    nodes = nodes_table(cluster)
+    pods = pods_table(cluster)
+    return _Addresses(
+        node_ips=[ip.split(",")[0] for ip in nodes["internal_ip"] if ip != NONE],
+        pod_ips=[ip for ip, host in zip(pods["ip"], pods["host_network"]) if ip != NONE and not host],
+        pod_cidrs=[c for v in nodes["pod_cidrs"] if v != NONE for c in v.split(",")],
+    )
+
+
 def network_model(cluster: Cluster) -> NetworkModel:
     """Flat (pods on the node network) or separate pod range, decided from nodes and pods.
 
     Only what any cluster shows through its API: the lab is judged like EKS or kind, from its node
     and pod IPs (the node network inferred by `cidr.node_network`), never from its own plan.
     """
-    nodes = nodes_table(cluster)
-    pods = pods_table(cluster)
-    node_ips = [ip.split(",")[0] for ip in nodes["internal_ip"] if ip != NONE]
-    pod_ips = [ip for ip, host in zip(pods["ip"], pods["host_network"]) if ip != NONE and not host]
-    cidrs = [c for v in nodes["pod_cidrs"] if v != NONE for c in v.split(",")]
-    return classify(node_ips, pod_ips, cidrs)
+    a = _addresses(cluster)
+    return classify(a.node_ips, a.pod_ips, a.pod_cidrs)
 
 
 def address_plan(cluster: Cluster) -> dict:
     """Everything `plots.plot_address_space` draws: ranges and the addresses inside them."""
-    nodes = nodes_table(cluster)
-    pods = pods_table(cluster)
-    model = network_model(cluster)
+    a = _addresses(cluster)
+    model = classify(a.node_ips, a.pod_ips, a.pod_cidrs)
     svc_range = service_range(cluster)
-    services = services_table(cluster)
-    cidrs = [c for v in nodes["pod_cidrs"] if v != NONE for c in v.split(",")]
-    overall = pod_range(cidrs)
+    overall = pod_range(a.pod_cidrs)
     return {
         "model": model.model,
         "node_network": model.node_network,
-        "pod_ranges": cidrs,
+        "pod_ranges": a.pod_cidrs,
         "pod_range": str(overall) if overall else None,
         "service_range": svc_range.split(" ")[0] if svc_range else None,
-        "node_ips": [ip.split(",")[0] for ip in nodes["internal_ip"] if ip != NONE],
-        "pod_ips": [ip for ip, host in zip(pods["ip"], pods["host_network"]) if ip != NONE and not host],
-        "service_ips": [ip for ip in services["cluster_ip"] if ip not in (NONE, "None")],
+        "node_ips": a.node_ips,
+        "pod_ips": a.pod_ips,
+        "service_ips": [ip for ip in services_table(cluster)["cluster_ip"] if ip not in (NONE, "None")],
     }
