@@ -19,7 +19,7 @@ import pandas as pd
 
 from .cidr import contains, node_network
 from .cluster import Cluster
-from .errors import Forbidden
+from .errors import Forbidden, NotFound
 from .names import dns_label
 
 NONE = "<none>"
@@ -370,6 +370,15 @@ def services(cluster: Cluster, namespace: str | None = None) -> pd.DataFrame:
                                      "age", "selector"])
     df.attrs["note"] = note
     return df
+
+
+def service_selector(cluster: Cluster, namespace: str, service: str) -> str:
+    """The Service's selector as kubectl writes it (app=nginx); NotFound when the Service is missing.
+    Used to say which pods a Service without ready endpoints is waiting for."""
+    svc = cluster.api.exists(f"/api/v1/namespaces/{namespace}/services/{service}")
+    if svc is None:
+        raise NotFound(f"Service {namespace}/{service} does not exist")
+    return ",".join(f"{k}={v}" for k, v in (svc["spec"].get("selector") or {}).items())
 
 
 def endpoint_records(cluster: Cluster, namespace: str, service: str) -> list[dict]:

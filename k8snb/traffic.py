@@ -336,20 +336,17 @@ def sample(cluster, n: int = 100, service: str = "nginx-svc", namespace: str = "
     """
     from .names import dns_label
     from .probe import can_carry_traffic, exec_argv, pod_for
-    from .tables import endpoint_records
+    from .tables import endpoint_records, service_selector
 
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_REQUESTS:
         raise InvalidInput(f"n must be a whole number from 1 to {MAX_REQUESTS}, got {n!r}")
     dns_label(service, "service")
     dns_label(namespace, "namespace")
-    endpoints = [e for e in endpoint_records(cluster, namespace, service) if e["ready"] and e["port"] == port] or \
-        [e for e in endpoint_records(cluster, namespace, service) if e["ready"]]
+    ready = [e for e in endpoint_records(cluster, namespace, service) if e["ready"]]
+    endpoints = [e for e in ready if e["port"] == port] or ready
     if not endpoints:
-        svc = cluster.api.exists(f"/api/v1/namespaces/{namespace}/services/{service}")
-        if svc is None:
-            raise NotFound(f"Service {namespace}/{service} does not exist")
-        sel = ",".join(f"{k}={v}" for k, v in (svc["spec"].get("selector") or {}).items())
-        raise NotFound(f"Service {namespace}/{service}: no ready endpoints for selector {sel}")
+        raise NotFound(f"Service {namespace}/{service}: no ready endpoints for selector "
+                       f"{service_selector(cluster, namespace, service)}")
     if modeled is None:
         modeled = not can_carry_traffic(cluster)
     if modeled:

@@ -134,7 +134,7 @@ def wait_deployment(cluster: Cluster, name: str, namespace: str = "default",
 def wait_endpoints(cluster: Cluster, service: str, namespace: str = "default", count: int | None = None,
                    timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
     """Wait until Service `service` has `count` ready endpoints (any, if None); return them."""
-    from .tables import endpoint_records
+    from .tables import endpoint_records, service_selector
 
     deadline = time.monotonic() + timeout
     while True:
@@ -143,10 +143,7 @@ def wait_endpoints(cluster: Cluster, service: str, namespace: str = "default", c
             return eps
         left = deadline - time.monotonic()
         if left <= 0:
-            svc = cluster.api.exists(f"/api/v1/namespaces/{namespace}/services/{service}")
-            if svc is None:
-                raise NotFound(f"Service {namespace}/{service} does not exist")
-            sel = ",".join(f"{k}={v}" for k, v in (svc["spec"].get("selector") or {}).items())
+            sel = service_selector(cluster, namespace, service)
             raise NotReadyInTime(f"Service {namespace}/{service}: {len(eps)} ready endpoints after {timeout:.0f} s, "
                                  f"expected {count if count is not None else 'at least 1'}"
                                  + ("" if eps else f": no ready endpoints for selector {sel}"))
