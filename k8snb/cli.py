@@ -101,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
     lab.add_argument("--service-cidr", help="Service range (default 10.96.0.0/16)")
     lab.add_argument("--port", type=int, help="kube-apiserver's port on 127.0.0.1 (default 6443)")
     lab.add_argument("--etcd-port", type=int, help="etcd's client port on 127.0.0.1 (default 12379; peer: +1)")
-    lab.add_argument("--version", help="Kubernetes version (default: the pin in lab/versions.env)")
+    lab.add_argument("--version", help="Kubernetes version (default: the pin in k8snb/lab/recipes/versions.env)")
     lab.add_argument("--rebuild", action="store_true", help="fetch or build the binaries again")
     lab.add_argument("--merge-kubeconfig", action="store_true", help="also add the lab's context to ~/.kube/config")
     lab.set_defaults(func=_lab)

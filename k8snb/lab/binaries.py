@@ -4,7 +4,7 @@ Order of preference, each step only when the previous one has nothing:
 1. the cache, `~/.cache/k8snb/<k8s-version>/bin/`, every file checked against its SHA256SUMS;
 2. a download with sha256 check: official release URLs, or `K8SNB_DOWNLOAD_BASE` (a flat mirror
    serving `<name>` and `<name>.sha256`, which is how Binder and the tests use it);
-3. a build from source with `lab/build.sh` through the Go module proxy.
+3. a build from source with `recipes/build.sh` through the Go module proxy.
 A machine without internet (this project's CI) fails step 2 within seconds and builds.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from ..errors import LabError
@@ -34,13 +35,13 @@ _VERSION = re.compile(r"^v1\.\d+\.\d+$")
 
 
 def recipes_dir() -> Path:
-    """The repository's `lab/` folder (build recipe and pinned versions)."""
-    env = os.environ.get("K8SNB_LAB_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "lab"
+    """The build recipes and pinned versions shipped inside the package (`k8snb/lab/recipes/`), so
+    that a wheel installed anywhere builds and starts the lab without a checkout."""
+    return Path(str(resources.files("k8snb.lab") / "recipes"))
 
 
 def pinned_versions() -> dict[str, str]:
-    """`lab/versions.env` as a dict (K8S_VERSION, ETCD_VERSION, KWOK_VERSION ...)."""
+    """`recipes/versions.env` as a dict (K8S_VERSION, ETCD_VERSION, KWOK_VERSION ...)."""
     path = recipes_dir() / "versions.env"
     out: dict[str, str] = {}
     for line in path.read_text().splitlines():
@@ -186,7 +187,7 @@ def _extract(tarball: bytes, name: str, directory: Path) -> bytes:
 
 
 def build(version: str, names: list[str], log=print) -> None:
-    """Build `names` from source with lab/build.sh; clear errors for no Go or an unknown version."""
+    """Build `names` from source with recipes/build.sh; clear errors for no Go or an unknown version."""
     if not shutil.which("go"):
         raise LabError(
             f"cannot build {', '.join(names)}: Go is not installed (Go >= 1.26 is needed to build "

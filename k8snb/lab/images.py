@@ -42,7 +42,7 @@ class Recipe:
     repository: str  # path in the local registry, e.g. nginxdemos/hello
     tag: str
     packages: tuple[str, ...] = ()  # Debian packages on top of a minbase root (none: scratch image)
-    files: dict[str, str] = field(default_factory=dict)  # lab/images/<src> -> path in the image
+    files: dict[str, str] = field(default_factory=dict)  # recipes/images/<src> -> path in the image
     remove: tuple[str, ...] = ()  # paths the packages install that the recipe replaces
     binary: str = ""  # a lab binary (coredns, pause) copied to /<name>
     entrypoint: tuple[str, ...] = ()

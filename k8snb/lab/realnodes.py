@@ -1,7 +1,7 @@
 """Real nodes for the lab: each node a network namespace with its own containerd, kubelet, kube-proxy.
 
 `k8snb lab up --nodes real` (root only) calls, in this order:
-  preflight(plan)                       host packages (lab/host-setup.sh), no clash with the host's routes
+  preflight(plan)                       host packages (recipes/host-setup.sh), no clash with the host's routes
   prepare_host(plan, state) -> plan     lab bridge and node namespaces; API advertised on the bridge
   start_nodes(plan, state, b, certs)    containerd + kubelet + kube-proxy per node, CNI once podCIDRs exist
                                         (bridge + routes, or ptp + proxy ARP: see netns)
@@ -33,7 +33,7 @@ from . import addons, binaries, images, netns, pki, processes
 from .plan import CLUSTER_DOMAIN, LabPlan
 
 FILES = Path(__file__).parent / "files"
-#: Tools the host must have; lab/host-setup.sh installs the Debian packages that provide them.
+#: Tools the host must have; recipes/host-setup.sh installs the Debian packages that provide them.
 HOST_TOOLS = ("runc", "iptables", "conntrack", "docker-registry", "debootstrap", "nsenter", "ip")
 CNI_PLUGINS = Path("/usr/lib/cni")
 #: The CNI plugins the two network models use (Debian's containernetworking-plugins has them all).
@@ -71,7 +71,7 @@ def preflight(plan: LabPlan) -> None:
         proc = subprocess.run(["bash", str(binaries.recipes_dir() / "host-setup.sh")],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if proc.returncode != 0 or _missing_tools():
-            raise LabError(f"lab/host-setup.sh could not provide {', '.join(_missing_tools())}:\n"
+            raise LabError(f"recipes/host-setup.sh could not provide {', '.join(_missing_tools())}:\n"
                            + "\n".join(proc.stdout.splitlines()[-10:]))
     clashes = netns.conflicts(plan)
     if clashes:
@@ -93,7 +93,7 @@ def prepare_host(plan: LabPlan, state: Path) -> LabPlan:
 
 
 def _ensure_built(b: binaries.Binaries, component: str, outputs: tuple[str, ...]) -> None:
-    """containerd and coredns come from lab/build.sh only (no official download for them here)."""
+    """containerd and coredns come from recipes/build.sh only (no official download for them here)."""
     if binaries.check_cached(b.version, outputs):
         binaries.build(b.version, [component], log=_log)
         if binaries.check_cached(b.version, outputs):

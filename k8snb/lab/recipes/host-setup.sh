@@ -4,7 +4,7 @@
 # Called by k8snb.lab.realnodes when a tool is missing, so a fresh machine or CI needs nothing by
 # hand; safe to run again (apt-get skips what is installed). Needs root.
 #
-#   runc                         the OCI runtime each node's containerd (built by lab/build.sh) calls
+#   runc                         the OCI runtime each node's containerd (built by recipes/build.sh) calls
 #   iptables, conntrack          kube-proxy's iptables mode, and the lab's own host rules
 #   containernetworking-plugins  the CNI bridge, host-local and loopback plugins (/usr/lib/cni)
 #   docker-registry              the local registry the nodes pull the lab's images from

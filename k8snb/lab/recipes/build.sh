@@ -12,7 +12,7 @@
 #
 # Real nodes (`k8snb lab up --nodes real`) also need `containerd` (the daemon and its runc shim:
 # Debian's containerd 1.6 lacks the CRI calls kubelet 1.37 makes) and `coredns` (the cluster DNS
-# image's binary). They are not built by default: name them, e.g. `lab/build.sh containerd coredns`.
+# image's binary). They are not built by default: name them, e.g. `recipes/build.sh containerd coredns`.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
