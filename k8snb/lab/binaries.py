@@ -2,17 +2,21 @@
 
 Order of preference, each step only when the previous one has nothing:
 1. the cache, `~/.cache/k8snb/<k8s-version>/bin/`, every file checked against its SHA256SUMS;
-2. a download with sha256 check: official release URLs, or `K8SNB_DOWNLOAD_BASE` (a flat mirror
-   serving `<name>` and `<name>.sha256`, which is how Binder and the tests use it);
+2. a download with sha256 check: the official release assets, by the names and URLs upstream
+   publishes (hosts overridable with `K8SNB_RELEASE_BASE` and `K8SNB_GITHUB_BASE`), checked against
+   the published checksums, or against `recipes/release-sums.txt` where upstream publishes none
+   (kwok); or `K8SNB_DOWNLOAD_BASE`, a flat mirror serving `<name>` and `<name>.sha256`;
 3. a build from source with `recipes/build.sh` through the Go module proxy.
 A machine without internet (this project's CI) fails step 2 within seconds and builds.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tarfile
 import time
@@ -103,27 +107,71 @@ def check_cached(version: str, names: tuple[str, ...]) -> list[str]:
     return missing
 
 
-def _official_urls(name: str, v: dict[str, str]) -> tuple[str, str]:
+#: Upstream hosts, each overridable so that a test can serve the same layout on loopback.
+RELEASE_BASE = "https://dl.k8s.io/release"   # K8SNB_RELEASE_BASE
+GITHUB_BASE = "https://github.com"           # K8SNB_GITHUB_BASE
+#: Tries per URL when the server is reachable but the transfer breaks (a 404 is not retried).
+TRIES = 3
+
+
+def _official_urls(name: str, v: dict[str, str]) -> tuple[str, str | None]:
+    """(asset URL, checksum URL) exactly as upstream publishes them; None: the sha256 is pinned in
+    `recipes/release-sums.txt` because upstream publishes no checksum (kwok)."""
     k8s, arch = v["K8S_VERSION"], "amd64"
-    base = os.environ.get("K8SNB_RELEASE_BASE", "https://dl.k8s.io/release")
+    base = os.environ.get("K8SNB_RELEASE_BASE", RELEASE_BASE).rstrip("/")
+    github = os.environ.get("K8SNB_GITHUB_BASE", GITHUB_BASE).rstrip("/")
     if name == "etcd":
         e = v["ETCD_VERSION"]
-        url = f"https://github.com/etcd-io/etcd/releases/download/{e}/etcd-{e}-linux-{arch}.tar.gz"
+        url = f"{github}/etcd-io/etcd/releases/download/{e}/etcd-{e}-linux-{arch}.tar.gz"
         return url, url.rsplit("/", 1)[0] + "/SHA256SUMS"
     if name == "kwok":
-        url = f"https://github.com/kubernetes-sigs/kwok/releases/download/{v['KWOK_VERSION']}/kwok-linux-{arch}"
-        return url, url + ".sha256"
+        return f"{github}/kubernetes-sigs/kwok/releases/download/{v['KWOK_VERSION']}/kwok-linux-{arch}", None
     url = f"{base}/{k8s}/bin/linux/{arch}/{name}"
     return url, url + ".sha256"
 
 
+def pinned_sums_file() -> Path:
+    """The sha256 of release assets whose upstream publishes none. `K8SNB_PINNED_SUMS` names another
+    file: only the tests use it, to serve a kwok built here under the official asset name."""
+    override = os.environ.get("K8SNB_PINNED_SUMS")
+    return Path(override) if override else recipes_dir() / "release-sums.txt"
+
+
+def pinned_digest(url: str) -> str:
+    """The pinned sha256 of an official asset, looked up by its path below the host
+    (`kubernetes-sigs/kwok/releases/download/v0.8.0/kwok-linux-amd64`)."""
+    key = url.split("://", 1)[-1].split("/", 1)[-1]
+    path = pinned_sums_file()
+    for line in path.read_text().splitlines():
+        parts = line.split("#", 1)[0].split()
+        if len(parts) == 2 and (key == parts[1] or key.endswith("/" + parts[1])) and re.fullmatch(r"[0-9a-f]{64}", parts[0]):
+            return parts[0]
+    raise LabError(f"no pinned sha256 for {key} in {path} (its upstream publishes no checksum): "
+                   "add the digest of the official asset there")
+
+
 def _fetch(url: str, timeout: float) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (https or a local mirror)
-        return resp.read()
+    """GET with a few tries for broken transfers; HTTP errors (404 ...) are raised at once."""
+    for attempt in range(1, TRIES + 1):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (https or a local mirror)
+                return resp.read()
+        except urllib.error.HTTPError:
+            raise
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            # Name resolution or a refused connection: the host is not reachable, retrying won't help.
+            if attempt == TRIES or isinstance(reason, (socket.gaierror, ConnectionRefusedError)):
+                raise
+            time.sleep(attempt)
+    raise AssertionError("unreachable")
 
 
 def download(version: str, names: list[str], log=print) -> list[str]:
-    """Download what it can with sha256 checks; return the names still missing."""
+    """Download what it can with sha256 checks; return the names still missing.
+
+    Official URLs (or `K8SNB_DOWNLOAD_BASE`, a flat mirror serving `<name>` and `<name>.sha256`).
+    A wrong digest is never used: LabError."""
     v = pinned_versions()
     v["K8S_VERSION"] = version
     mirror = os.environ.get("K8SNB_DOWNLOAD_BASE")
@@ -136,19 +184,19 @@ def download(version: str, names: list[str], log=print) -> list[str]:
         else:
             url, sum_url = _official_urls(name, v)
         try:
-            sums = _fetch(sum_url, PROBE_TIMEOUT).decode()
-            data = _fetch(url, 300)
+            want = (_expected_digest(_fetch(sum_url, PROBE_TIMEOUT).decode(), url.rsplit("/", 1)[-1])
+                    if sum_url else pinned_digest(url))
+            data = _fetch(url, 300 if sum_url else 30)
         except urllib.error.HTTPError as exc:
-            log(f"k8snb lab: {url}: HTTP {exc.code}; will build {name} from source")
+            log(f"k8snb lab: {exc.url or url}: HTTP {exc.code}; {name} not downloaded")
             missing.append(name)
             continue
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             # The server is unreachable (offline machine): no point in asking for the others.
             log(f"k8snb lab: no download possible ({getattr(exc, 'reason', exc)} for {url.split('/')[2]}); "
-                f"will build {', '.join(names[i:])} from source")
+                f"not downloaded: {', '.join(names[i:])}")
             missing.extend(names[i:])
             break
-        want = _expected_digest(sums, url.rsplit("/", 1)[-1])
         got = hashlib.sha256(data).hexdigest()
         if want != got:
             raise LabError(f"downloaded {name} from {url} has sha256 {got}, expected {want}: refusing to use it")
@@ -164,26 +212,40 @@ def download(version: str, names: list[str], log=print) -> list[str]:
     return missing
 
 
+def fetch_release(names: tuple[str, ...], version: str | None = None, log=print) -> Binaries:
+    """Cache `names` from the official release assets only, never building (Binder has no Go).
+    LabError, one line, naming what could not be fetched."""
+    version = version or pinned_versions()["K8S_VERSION"]
+    missing = check_cached(version, names)
+    if missing:
+        missing = download(version, missing, log=log)
+    if missing:
+        raise LabError(f"could not download {', '.join(missing)} for Kubernetes {version} (see the lines "
+                       "above); the lab cannot start without them")
+    return Binaries(version, bin_dir(version))
+
+
 def _expected_digest(sums_text: str, filename: str) -> str:
+    """The digest for `filename` in a checksum file: a bare digest (dl.k8s.io's `<name>.sha256`) or
+    `sha256sum` lines (etcd's SHA256SUMS, kind's `.sha256sum`), matched on the exact file name."""
     lines = [line.split() for line in sums_text.splitlines() if line.strip()]
     if len(lines) == 1 and len(lines[0]) == 1:
-        return lines[0][0]
+        return lines[0][0].lower()
     for parts in lines:
-        if len(parts) >= 2 and parts[-1].lstrip("*").endswith(filename):
-            return parts[0]
+        if len(parts) >= 2 and parts[-1].lstrip("*").rsplit("/", 1)[-1] == filename:
+            return parts[0].lower()
     raise LabError(f"no sha256 for {filename} in the published checksums")
 
 
 def _extract(tarball: bytes, name: str, directory: Path) -> bytes:
-    import io
-
+    """The binary `name` from a release archive (etcd's `etcd-<v>-linux-amd64/etcd`)."""
     with tarfile.open(fileobj=io.BytesIO(tarball)) as tar:
         for member in tar.getmembers():
             if member.isfile() and member.name.rsplit("/", 1)[-1] == name:
                 f = tar.extractfile(member)
                 assert f is not None
                 return f.read()
-    raise LabError(f"the etcd release archive has no '{name}' binary")
+    raise LabError(f"the release archive has no '{name}' binary")
 
 
 def build(version: str, names: list[str], log=print) -> None:
