@@ -3,6 +3,8 @@
 Resolution mirrors kubectl: an explicit `context=` wins; otherwise `KUBECONFIG` (a colon-separated
 list), then `~/.kube/config`, then the in-cluster service account. When none of these exists and
 the offline lab is running, the course uses the lab: a learner who ran `make lab` needs nothing else.
+A pod without a usable service account (mybinder.org sets KUBERNETES_SERVICE_HOST but mounts no
+token) gets the running lab, or one NotReachable line saying what is missing.
 """
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ from .errors import NotReachable
 
 #: The promised bound for "unreachable API": one clear error within this many seconds.
 CONNECT_BUDGET = 10.0
+#: Where a pod's service account is mounted (what the in-cluster configuration reads).
+SA_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+SA_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 
 _announced: set[tuple[str, str]] = set()
 
@@ -58,12 +63,60 @@ def _lab_kubeconfig() -> str | None:
     return str(path) if path.exists() else None
 
 
+def _running_lab_kubeconfig() -> str | None:
+    """The lab's kubeconfig when the lab is running (its processes alive, its API ready)."""
+    lab = _lab_kubeconfig()
+    if not lab:
+        return None
+    from .lab import status
+
+    return lab if status().running else None
+
+
+def _missing_kubeconfig_note() -> str:
+    env = os.environ.get("KUBECONFIG")
+    if not env:
+        return ""
+    note = f" KUBECONFIG={env} names no existing file"
+    log = os.environ.get("K8SNB_LAB_LOG")
+    if log:
+        note += f" (the lab may still be starting or have failed: see {log}, or run k8snb.wait_for_cluster())"
+    return note + "."
+
+
+def _in_cluster() -> tuple[ApiClient, str, None]:
+    """The pod's service account, or NotReachable saying what is missing (one line, no traceback)."""
+    cfg = Configuration()
+    try:
+        kube_config.load_incluster_config(client_configuration=cfg)
+    except ConfigException as exc:
+        text = str(exc).rstrip(".")
+        what = {
+            "Service token file does not exist": f"the service-account token {SA_TOKEN} does not exist "
+                                                 "(the pod was started without one)",
+            "Token file exists but empty": f"the service-account token {SA_TOKEN} is empty",
+            "Service certification file does not exist": f"the service-account CA {SA_CA} does not exist",
+            "Cert file exists but empty": f"the service-account CA {SA_CA} is empty",
+        }.get(text, text)
+        raise NotReachable(
+            f"KUBERNETES_SERVICE_HOST is set, so this looks like a pod, but {what}: no in-cluster access."
+            f"{_missing_kubeconfig_note()} Start the course's lab (`k8snb lab up`) or point KUBECONFIG at "
+            "a cluster's kubeconfig."
+        ) from None
+    return ApiClient(cfg), "in-cluster", None
+
+
 def _load(context: str | None) -> tuple[ApiClient, str, str | None]:
     files = _kubeconfig_files()
     if not files and not context and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        cfg = Configuration()
-        kube_config.load_incluster_config(client_configuration=cfg)
-        return ApiClient(cfg), "in-cluster", None
+        try:
+            return _in_cluster()
+        except NotReachable:
+            # A pod without a usable service account (mybinder.org): the lab, when it runs, wins.
+            lab = _running_lab_kubeconfig()
+            if not lab:
+                raise
+            files = [lab]
     if not files:
         lab = _lab_kubeconfig()
         if lab:
@@ -73,6 +126,9 @@ def _load(context: str | None) -> tuple[ApiClient, str, str | None]:
             "no kubeconfig found: KUBECONFIG is unset and ~/.kube/config does not exist, and this is not a "
             "pod. Start the course's lab with `make lab` (or `k8snb lab up`), or point KUBECONFIG at your "
             "cluster's kubeconfig (kind, minikube and `aws eks update-kubeconfig` write one)."
+            if not os.environ.get("KUBECONFIG") else
+            f"no kubeconfig found:{_missing_kubeconfig_note()} Start the course's lab with `k8snb lab up`, "
+            "or point KUBECONFIG at your cluster's kubeconfig."
         )
     path = os.pathsep.join(files)
     cfg = Configuration()
