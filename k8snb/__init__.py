@@ -21,6 +21,7 @@ from .network import address_plan, cni_plugin, network_model, service_range
 from .plots import plot_address_space, plot_spread, plot_sweep
 from .probe import can_carry_traffic, curl, exec_argv, nslookup, pod_for, resolve_modeled
 from .scaling import replace_pod, scale_and_wait, sweep
+from .startup import wait_for_cluster
 from .tables import endpoints, nodes, pods, services
 from .traffic import iptables_probabilities, modeled_sample, parse_kube_svc_chain, sample, summarize
 from .wait import wait_deployment, wait_endpoints
@@ -35,5 +36,5 @@ __all__ = [
     "network_model", "nodes", "nslookup", "parse_kube_svc_chain", "plot_address_space", "plot_spread",
     "plot_sweep", "pod_for", "pods", "replace_pod", "resolve_modeled", "sample", "scale", "scale_and_wait",
     "service_range", "services", "summarize", "sweep", "usable_pod_ips", "vpc_capacity", "wait_deployment",
-    "wait_endpoints", "replica_explorer", "doctor", "course", "iptables_probabilities",
+    "wait_endpoints", "wait_for_cluster", "replica_explorer", "doctor", "course", "iptables_probabilities",
 ]
