@@ -1,7 +1,8 @@
 # k8snb: the course's entry points. Every target is idempotent: run it again and it converges.
 #
 #   make handouts   build what is missing, start the lab, execute every notebook, write handouts/
-#   make test       start the lab if needed, run the unit and end-to-end tests against it
+#   make test       start the lab if needed (and Chromium for the browser tests), run the unit and
+#                   end-to-end tests against it
 #   make lab        start the offline lab cluster (builds Kubernetes from source the first time)
 #   make lab-down   stop it and remove its state
 #   make jupyter    JupyterLab on the notebooks, pointed at the lab
@@ -14,8 +15,11 @@ STAMP := $(VENV)/.k8snb-installed
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 LAB_KUBECONFIG = $(shell $(BIN)/k8snb lab kubeconfig)
+CHROMIUM ?= /usr/bin/chromium
+# JupyterLab refuses to run as root unless told; the lab's real nodes need root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: venv lab lab-down lab-status test unit handouts jupyter bench clean
+.PHONY: venv lab lab-down lab-status test unit browser handouts jupyter bench clean
 
 venv: $(STAMP)
 
@@ -37,14 +41,27 @@ lab-status: venv
 unit: venv
 	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
 
-test: lab
+# The browser tests open the handouts and JupyterLab in Debian's Chromium (Playwright drives it;
+# nothing is downloaded). Installed here when missing, as root; otherwise the one line says how.
+browser:
+	@test -x $(CHROMIUM) || [ -n "$$K8SNB_SKIP_BROWSER" ] || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "make: installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "make test: the browser tests need Chromium: sudo apt-get install chromium (or K8SNB_SKIP_BROWSER=1)" >&2; exit 2; \
+	  fi; }
+
+# The tests also start private labs with simulated nodes (and simulate Binder): kwok is built too.
+test: lab browser
+	$(BIN)/k8snb lab fetch --nodes kwok
 	KUBECONFIG=$(LAB_KUBECONFIG) $(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
 handouts: lab
 	KUBECONFIG=$(LAB_KUBECONFIG) $(BIN)/k8snb handouts --output handouts
 
 jupyter: lab
-	KUBECONFIG=$(LAB_KUBECONFIG) $(BIN)/jupyter lab --notebook-dir=notebooks
+	KUBECONFIG=$(LAB_KUBECONFIG) $(BIN)/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT)
 
 bench: lab
 	KUBECONFIG=$(LAB_KUBECONFIG) $(BIN)/python bench/run.py

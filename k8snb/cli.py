@@ -42,7 +42,7 @@ def _lab(args: argparse.Namespace) -> int:
         from .lab import binaries
 
         nodes = args.nodes or ("real" if os.geteuid() == 0 else "kwok")
-        extra = binaries.KWOK if nodes == "kwok" else binaries.NODE
+        extra = binaries.KWOK if nodes == "kwok" else binaries.REAL_NODES
         got = binaries.ensure(binaries.CONTROL_PLANE + extra, version=args.version, rebuild=args.rebuild)
         print(f"k8snb lab: binaries for Kubernetes {got.version} ready in {got.directory}")
         return 0

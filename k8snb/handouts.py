@@ -171,21 +171,32 @@ def _header_cell(cluster, mode: str, seconds: float | None, when: datetime):
     return cell
 
 
+def notebook_client(nb, path: Path, runtime_dir: str, timeout: int = CELL_TIMEOUT):
+    """An nbclient for `nb`, run in the notebook's own folder, its kernel on Unix sockets in
+    `runtime_dir` (a private directory): over TCP, even on loopback, any local user could connect
+    to the kernel, and ipykernel warns about it in every log."""
+    from jupyter_client import KernelManager
+    from nbclient import NotebookClient
+
+    km = KernelManager(kernel_name=KERNEL_NAME, transport="ipc",
+                       connection_file=os.path.join(runtime_dir, "kernel.json"))
+    return NotebookClient(nb, km=km, timeout=timeout, kernel_name=KERNEL_NAME, allow_errors=False,
+                          store_widget_state=True, resources={"metadata": {"path": str(path.parent)}})
+
+
 def execute(path: Path, env: dict[str, str], timeout: int = CELL_TIMEOUT):
     """Run one notebook top to bottom in its own folder; return (notebook, seconds, error text)."""
     import nbformat
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME, allow_errors=False,
-                            store_widget_state=True, resources={"metadata": {"path": str(path.parent)}})
     started = time.monotonic()
     error = ""
-    try:
-        client.execute(env=env)
-    except CellExecutionError as exc:
-        error = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+    with tempfile.TemporaryDirectory(prefix="k8snb-kernel-") as runtime:
+        try:
+            notebook_client(nb, path, runtime, timeout).execute(env=env)
+        except CellExecutionError as exc:
+            error = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
     return nb, time.monotonic() - started, error
 
 

@@ -11,6 +11,7 @@ A machine without internet (this project's CI) fails step 2 within seconds and b
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import os
@@ -32,6 +33,10 @@ from .plan import cache_dir
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 KWOK = ("kwok",)
 NODE = ("kubelet", "kube-proxy")
+#: Components built from source only (no official download of them here), and the binaries each
+#: build produces: containerd's daemon and runc shim, and the cluster DNS image's CoreDNS.
+SOURCE_ONLY = {"containerd": ("containerd", "containerd-shim-runc-v2"), "coredns": ("coredns",)}
+REAL_NODES = NODE + tuple(SOURCE_ONLY)
 #: Seconds to wait for a download server before falling back to building: long enough for a slow
 #: link to answer, short enough that an offline machine moves on at once.
 PROBE_TIMEOUT = 5.0
@@ -248,26 +253,32 @@ def _extract(tarball: bytes, name: str, directory: Path) -> bytes:
     raise LabError(f"the release archive has no '{name}' binary")
 
 
-def build(version: str, names: list[str], log=print) -> None:
-    """Build `names` from source with recipes/build.sh; clear errors for no Go or an unknown version."""
+def build(version: str, components: list[str], log=print) -> None:
+    """Build `components` with recipes/build.sh, its progress lines passed on as they come (a cold
+    build takes a quarter of an hour); clear errors for no Go or an unknown version."""
     if not shutil.which("go"):
         raise LabError(
-            f"cannot build {', '.join(names)}: Go is not installed (Go >= 1.26 is needed to build "
+            f"cannot build {', '.join(components)}: Go is not installed (Go >= 1.26 is needed to build "
             f"Kubernetes {version} from source) and no download was possible"
         )
     _check_published(version)
     script = recipes_dir() / "build.sh"
     env = dict(os.environ, K8S_VERSION=version, K8SNB_CACHE=str(cache_dir()))
     started = time.monotonic()
-    log(f"k8snb lab: building {', '.join(names)} for Kubernetes {version} from source "
-        "(first time only: about 20-40 minutes on 2 cores)")
-    proc = subprocess.run(["bash", str(script), *names], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+    tail: collections.deque[str] = collections.deque(maxlen=15)
+    with subprocess.Popen(["bash", str(script), *components], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            tail.append(line)
+            if line.startswith("k8snb lab build:"):
+                log(line)
     if proc.returncode != 0:
-        tail = "\n".join(line for line in proc.stdout.splitlines()[-15:])
-        if "unknown revision" in proc.stdout or "invalid version" in proc.stdout or "404" in proc.stdout:
+        text = "\n".join(tail)
+        if "unknown revision" in text or "invalid version" in text or "404" in text:
             raise LabError(f"Kubernetes {version} is not published on the Go module proxy (unknown version)")
-        raise LabError(f"building {', '.join(names)} failed (exit {proc.returncode}); last lines:\n{tail}")
+        raise LabError(f"building {', '.join(components)} failed (exit {proc.returncode}); last lines:\n{text}")
     log(f"k8snb lab: build finished in {time.monotonic() - started:.0f} s")
 
 
@@ -285,19 +296,29 @@ def _check_published(version: str) -> None:
                        f"(newest served: {newest[-1] if newest else 'none'})")
 
 
-def ensure(names: tuple[str, ...], version: str | None = None, rebuild: bool = False, log=print) -> Binaries:
-    """Make sure every binary in `names` is cached for `version`; return where they are."""
+def outputs(component: str) -> tuple[str, ...]:
+    """The binaries a component's build produces (most produce one of their own name)."""
+    return SOURCE_ONLY.get(component, (component,))
+
+
+def ensure(components: tuple[str, ...], version: str | None = None, rebuild: bool = False,
+           log=print) -> Binaries:
+    """Make sure every binary of `components` is cached for `version` (downloaded where an official
+    release exists and can be reached, else built, all missing ones in one build); return where."""
     version = version or pinned_versions()["K8S_VERSION"]
     if not _VERSION.match(version):
         raise LabError(f"unknown Kubernetes version {version!r}: expected the form v1.MINOR.PATCH, e.g. v1.37.2")
+    names = tuple(o for c in components for o in outputs(c))
     if rebuild:
         for name in names:
             (bin_dir(version) / name).unlink(missing_ok=True)
-    missing = check_cached(version, names)
-    if missing:
-        missing = download(version, missing, log=log)
-    if missing:
-        build(version, missing, log=log)
+    missing = set(check_cached(version, names))
+    downloadable = [c for c in components if c not in SOURCE_ONLY and c in missing]
+    if downloadable:
+        missing -= set(downloadable) - set(download(version, downloadable, log=log))
+    to_build = [c for c in components if set(outputs(c)) & missing]
+    if to_build:
+        build(version, to_build, log=log)
         still = check_cached(version, names)
         if still:
             raise LabError(f"after the build, {', '.join(still)} is still missing from {bin_dir(version)}")

@@ -167,7 +167,7 @@ class BuiltImage:
         return [self.directory / "layer.tar", self.directory / "config.json"]
 
 
-def _recipe_hash(r: Recipe, b: Binaries) -> str:
+def _recipe_hash(r: Recipe, b: Binaries | None) -> str:
     parts: list[bytes | str] = [json.dumps([r.repository, r.tag, r.packages, sorted(r.files.items()),
                                             r.remove, r.binary, r.entrypoint, r.cmd, r.exposed])]
     parts += [(recipes_dir() / "images" / src).read_bytes() for src in sorted(r.files)]
@@ -176,6 +176,7 @@ def _recipe_hash(r: Recipe, b: Binaries) -> str:
     if r.binary == "pause":
         parts.append((recipes_dir() / "images" / "pause" / "main.go").read_bytes())
     elif r.binary:
+        assert b is not None, r.ref
         parts.append(_digest_file(Path(b[r.binary])))
     return _hash(*parts)
 
@@ -189,7 +190,7 @@ def _build_pause(dest: Path) -> None:
         raise LabError(f"building the pause binary failed: {proc.stderr.strip()[-600:]}")
 
 
-def build(r: Recipe, b: Binaries, log) -> BuiltImage:
+def build(r: Recipe, b: Binaries | None, log) -> BuiltImage:
     """The image's layer, config and manifest, from the cache or built now."""
     prefix = f"{r.repository.replace('/', '_')}-{r.tag}-"
     out = cache_dir() / "images" / f"{prefix}{_recipe_hash(r, b)}"
@@ -218,6 +219,7 @@ def build(r: Recipe, b: Binaries, log) -> BuiltImage:
         if r.binary == "pause":
             _build_pause(root / "pause")
         elif r.binary:
+            assert b is not None, r.ref
             shutil.copy(b[r.binary], root / r.binary)
         # /dev, /proc and /sys are provided by the runtime; their debootstrap contents are not image data.
         _run(["tar", "-C", str(root), "--numeric-owner", "--exclude=./dev/*", "--exclude=./proc/*",
@@ -303,6 +305,11 @@ def push(image: BuiltImage, host: str) -> None:
                    headers={"Content-Type": MANIFEST_TYPE})
     if put.status != 201:
         raise LabError(f"registry refused the manifest of {image.recipe.ref}: HTTP {put.status}")
+
+
+def build_packaged(coredns_version: str, log) -> list[BuiltImage]:
+    """The images made of Debian packages alone (no lab binary in them): built while Go compiles."""
+    return [build(r, None, log) for r in recipes(coredns_version) if r.packages and not r.binary]
 
 
 def build_all(b: Binaries, coredns_version: str, log) -> list[BuiltImage]:

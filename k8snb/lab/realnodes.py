@@ -1,7 +1,8 @@
 """Real nodes for the lab: each node a network namespace with its own containerd, kubelet, kube-proxy.
 
 `k8snb lab up --nodes real` (root only) calls, in this order:
-  preflight(plan)                       host packages (recipes/host-setup.sh), no clash with the host's routes
+  preflight(plan)                       root, no clash with the host's routes
+  provision(components, ...) -> b       host packages (recipes/host-setup.sh), binaries, images
   prepare_host(plan, state) -> plan     lab bridge and node namespaces; API advertised on the bridge
   start_nodes(plan, state, b, certs)    containerd + kubelet + kube-proxy per node, CNI once podCIDRs exist
                                         (bridge + routes, or ptp + proxy ARP: see netns)
@@ -23,6 +24,7 @@ import signal
 import string
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +32,7 @@ import yaml
 
 from ..errors import LabError
 from . import addons, binaries, images, netns, pki, processes
+from .binaries import pinned_versions
 from .plan import CLUSTER_DOMAIN, LabPlan
 
 FILES = Path(__file__).parent / "files"
@@ -38,7 +41,6 @@ HOST_TOOLS = ("runc", "iptables", "conntrack", "docker-registry", "debootstrap",
 CNI_PLUGINS = Path("/usr/lib/cni")
 #: The CNI plugins the two network models use (Debian's containernetworking-plugins has them all).
 CNI_PLUGIN_NAMES = ("bridge", "ptp", "host-local", "portmap", "loopback")
-SHIM = "containerd-shim-runc-v2"
 #: Host-wide directories containerd and libcni write into whatever their configuration says.
 SHIM_SOCKETS = Path("/run/containerd/s")
 CNI_CACHE = Path("/var/lib/cni/results")
@@ -62,20 +64,43 @@ def _missing_tools() -> list[str]:
 
 
 def preflight(plan: LabPlan) -> None:
-    """Root, host packages (installed when missing) and no overlap with the host's own network."""
+    """Root, and no overlap with the host's own network: checked before anything is built."""
     if os.geteuid() != 0:
         raise LabError("real nodes need root (network namespaces, containerd, iptables); "
                        "use `k8snb lab up --nodes kwok` for simulated nodes")
-    if _missing_tools():
-        _log(f"k8snb lab: installing host packages for real nodes ({', '.join(_missing_tools())} missing)")
-        proc = subprocess.run(["bash", str(binaries.recipes_dir() / "host-setup.sh")],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if proc.returncode != 0 or _missing_tools():
-            raise LabError(f"recipes/host-setup.sh could not provide {', '.join(_missing_tools())}:\n"
-                           + "\n".join(proc.stdout.splitlines()[-10:]))
     clashes = netns.conflicts(plan)
     if clashes:
         raise LabError("real nodes cannot start: " + "; ".join(clashes))
+
+
+def _host_packages() -> None:
+    """Install the Debian packages real nodes need (recipes/host-setup.sh) when a tool is missing."""
+    if not _missing_tools():
+        return
+    _log(f"k8snb lab: installing host packages for real nodes ({', '.join(_missing_tools())} missing)")
+    proc = subprocess.run(["bash", str(binaries.recipes_dir() / "host-setup.sh")],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0 or _missing_tools():
+        raise LabError(f"recipes/host-setup.sh could not provide {', '.join(_missing_tools())}:\n"
+                       + "\n".join(proc.stdout.splitlines()[-10:]))
+
+
+def provision(components: tuple[str, ...], version: str | None, rebuild: bool) -> binaries.Binaries:
+    """Everything real nodes need before the lab starts. A first run waits on the network (apt, the
+    Debian archive) as much as on the CPU (Go), so the host packages and the images' Debian layers
+    are fetched in a thread while the binaries compile; then the images that hold a binary."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        def host_side() -> None:
+            _host_packages()
+            images.build_packaged(pinned_versions()["COREDNS_VERSION"], _log)
+
+        host = pool.submit(host_side)
+        try:
+            b = binaries.ensure(components, version=version, rebuild=rebuild, log=_log)
+        finally:
+            host.result()  # its error first: no image can be built without the host packages
+    images.build_all(b, pinned_versions()["COREDNS_VERSION"], _log)
+    return b
 
 
 def prepare_host(plan: LabPlan, state: Path) -> LabPlan:
@@ -90,14 +115,6 @@ def prepare_host(plan: LabPlan, state: Path) -> LabPlan:
         teardown(plan, state)
         raise
     return replace(plan, extra={**plan.extra, "api_advertise_ip": plan.host_ip})
-
-
-def _ensure_built(b: binaries.Binaries, component: str, outputs: tuple[str, ...]) -> None:
-    """containerd and coredns come from recipes/build.sh only (no official download for them here)."""
-    if binaries.check_cached(b.version, outputs):
-        binaries.build(b.version, [component], log=_log)
-        if binaries.check_cached(b.version, outputs):
-            raise LabError(f"after the build, {component} is still missing from {b.directory}")
 
 
 def _kubeconfig(path: Path, server: str, ca: pki.Pair, cert: pki.Pair) -> Path:
@@ -274,7 +291,6 @@ def _write_cni(plan: LabPlan, d: Path, pod_cidr: str) -> None:
 
 def start_nodes(plan: LabPlan, state: Path, b: binaries.Binaries, certs: dict[str, pki.Pair]) -> None:
     """containerd, kubelet and kube-proxy in each node's namespace; pod networking once podCIDRs exist."""
-    _ensure_built(b, "containerd", ("containerd", SHIM))
     ca = certs["ca"]
     server = f"https://{plan.host_ip}:{plan.api_port}"
     proxy_kubeconfig = _kubeconfig(state / "kube-proxy.kubeconfig", server, ca,
@@ -311,7 +327,6 @@ def start_nodes(plan: LabPlan, state: Path, b: binaries.Binaries, certs: dict[st
 
 def start_addons(plan: LabPlan, state: Path, b: binaries.Binaries) -> None:
     """Images into the lab registry, then CoreDNS behind kube-dns; returns when DNS answers."""
-    _ensure_built(b, "coredns", ("coredns",))
     addons.publish_images(b, plan.host_ip, _log)
     addons.start_coredns(plan, state, b, kubectl)
 

@@ -38,3 +38,16 @@ class RunningLab:
 def ip_json(*args: str) -> list[dict]:
     """`ip -j ...` on the host, parsed."""
     return json.loads(subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True).stdout or "[]")
+
+
+def require_chromium(path: str) -> None:
+    """The browser tests need Debian's Chromium, which `make test` installs. Missing, they fail
+    (never a silent skip), unless the run opted out with K8SNB_SKIP_BROWSER=1."""
+    import pytest
+
+    if Path(path).exists():
+        return
+    if os.environ.get("K8SNB_SKIP_BROWSER"):
+        pytest.skip("K8SNB_SKIP_BROWSER is set: browser tests left out")
+    pytest.fail("Chromium is missing: `make test` installs Debian's chromium (apt-get install chromium); "
+                "set K8SNB_SKIP_BROWSER=1 to leave the browser tests out")

@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+import labtools
 import pytest
 
 import k8snb
@@ -24,10 +25,7 @@ WITH_SLIDER = "03_services_discovery_and_load_balancing"
 
 @pytest.fixture(scope="module")
 def built(cluster, tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is missing: .ci/run installs Debian's chromium")
-        pytest.skip("Debian's chromium is not installed")
+    labtools.require_chromium(CHROMIUM)
     out = tmp_path_factory.mktemp("handouts")
     index = handouts.build_handouts(output=out)
     return out, index

@@ -15,6 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import labtools
 import pytest
 
 pytestmark = pytest.mark.cluster
@@ -36,10 +37,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def jupyter(cluster, tmp_path):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is missing: .ci/run installs Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    labtools.require_chromium(CHROMIUM)
     work = tmp_path / "notebooks"
     shutil.copytree(ROOT / "notebooks", work)
     port = _free_port()

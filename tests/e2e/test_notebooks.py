@@ -46,12 +46,10 @@ def test_there_are_five_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(path, cluster):
+def test_notebook_runs_top_to_bottom(path, cluster, tmp_path):
     nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=handouts.CELL_TIMEOUT, kernel_name="python3",
-                                     resources={"metadata": {"path": str(path.parent)}})
     started = time.monotonic()
-    client.execute()
+    handouts.notebook_client(nb, path, str(tmp_path)).execute()
     seconds = time.monotonic() - started
     print(f"{path.name}: {seconds:.1f} s")
     errors = [out for cell in nb.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
@@ -62,14 +60,13 @@ def test_notebook_runs_top_to_bottom(path, cluster):
     assert "Traceback" not in text
 
 
-def test_notebooks_converge_when_run_twice(cluster):
+def test_notebooks_converge_when_run_twice(cluster, tmp_path):
     """Re-running a notebook over what an earlier run left (no cleanup in between) converges."""
     path = next(p for p in NOTEBOOKS if p.name.startswith("01_"))
     for _ in range(2):
         nb = nbformat.read(path, as_version=4)
         nb.cells = [c for c in nb.cells if "k8snb.cleanup" not in c.source]
-        nbclient.NotebookClient(nb, timeout=handouts.CELL_TIMEOUT, kernel_name="python3",
-                                resources={"metadata": {"path": str(path.parent)}}).execute()
+        handouts.notebook_client(nb, path, str(tmp_path)).execute()
     k8snb.cleanup(cluster)
 
 

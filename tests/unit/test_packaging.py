@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 import k8snb
@@ -20,32 +23,92 @@ def _name_and_spec(req: str) -> tuple[str, str]:
     return m.group(1).lower(), m.group(2).replace(" ", "")
 
 
-def _conda_deps(path: Path) -> dict[str, str]:
+def _env_deps(path: Path) -> tuple[dict[str, str], list[str]]:
+    """(conda dependencies by PyPI name, the pip section's lines as written)."""
     env = yaml.safe_load(path.read_text())
-    deps = {}
+    deps, pip = {}, []
     for d in env["dependencies"]:
         if isinstance(d, str):
             name, spec = _name_and_spec(d.replace("=", "==", 1) if re.match(r"^[\w.-]+=[^=<>]", d) else d)
             deps[CONDA_TO_PYPI.get(name, name)] = spec
-    return deps
+        elif isinstance(d, dict) and "pip" in d:
+            pip.extend(d["pip"])
+    return deps, pip
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 def test_environment_yml_lists_every_runtime_dependency_with_the_same_bounds():
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    wanted = dict(_name_and_spec(r) for r in pyproject["project"]["dependencies"])
-    conda = _conda_deps(ROOT / "environment.yml")
+    wanted = dict(_name_and_spec(r) for r in _pyproject()["project"]["dependencies"])
+    conda, pip = _env_deps(ROOT / "environment.yml")
+    from_pip = dict(_name_and_spec(r) for r in pip if not r.startswith("-"))
+    assert not set(conda) & set(from_pip), "a package listed both for conda and for pip"
+    listed = {**conda, **from_pip}
     for name, spec in wanted.items():
-        assert name in conda, f"environment.yml lacks {name}"
-        assert conda[name] == spec, f"{name}: pyproject says {spec!r}, environment.yml {conda[name]!r}"
+        assert name in listed, f"environment.yml lacks {name}"
+        assert listed[name] == spec, f"{name}: pyproject says {spec!r}, environment.yml {listed[name]!r}"
     assert conda["python"] == "==3.11"
+    # conda-forge has no python-kubernetes 37 (newest 36.0.2): the course's client comes from PyPI.
+    assert "kubernetes" in from_pip and "kubernetes" not in conda
+    assert "-e ." in pip
 
 
 def test_binder_environment_mirrors_the_root_one():
     root = yaml.safe_load((ROOT / "environment.yml").read_text())
     binder = yaml.safe_load((ROOT / "binder" / "environment.yml").read_text())
     assert binder["channels"] == root["channels"]
-    assert binder["dependencies"] == [d for d in root["dependencies"] if isinstance(d, str)]
+    root_conda, root_pip = _env_deps(ROOT / "environment.yml")
+    binder_conda, binder_pip = _env_deps(ROOT / "binder" / "environment.yml")
+    assert binder_conda == root_conda
+    # The package itself is installed by postBuild, once the repository is in place.
+    assert binder_pip == [r for r in root_pip if r != "-e ."]
     assert "pip install" in (ROOT / "binder" / "postBuild").read_text()
+
+
+@pytest.mark.binder
+def test_binder_pip_section_installs_as_written_into_a_fresh_venv(tmp_path):
+    """What repo2docker does with the pip section: `pip install <lines>`, from PyPI. Uses pip's cache."""
+    _, pip = _env_deps(ROOT / "binder" / "environment.yml")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                           *pip], capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    probe = subprocess.run([str(venv / "bin" / "python"), "-c",
+                            "import kubernetes, pandas, scipy, msgspec, yaml, tqdm, cryptography, ipywidgets, "
+                            "matplotlib, jupyterlab; print(kubernetes.__version__)"],
+                           capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip().split(".")[0] == "37"
+
+
+# --- the repository slug: one place, README follows it -------------------------------------------
+BADGE = ("[![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/{slug}/HEAD"
+         "?urlpath=lab/tree/notebooks/00_setup.ipynb)")
+
+
+def repository_slug() -> str:
+    return _pyproject()["tool"]["k8snb"]["repository"].strip()
+
+
+def test_readme_links_follow_the_one_repository_slug():
+    slug = repository_slug()
+    readme = (ROOT / "README.md").read_text()
+    binder_links = re.findall(r"mybinder\.org/v2/gh/([^/\s)]+/[^/\s)]+)", readme)
+    if not slug:
+        assert not binder_links, f"README links a Binder repository ({binder_links}) but no slug is set"
+        assert "[tool.k8snb]" in readme and 'repository = "owner/name"' in readme, \
+            "README must say how to set the repository slug"
+        return
+    assert re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", slug), f"not an owner/name slug: {slug!r}"
+    assert BADGE.format(slug=slug) in readme, f"put this badge in README's Binder section:\n{BADGE.format(slug=slug)}"
+    assert set(binder_links) == {slug}
+    # Any other link to a GitHub repository of the course's owner must be the course's.
+    owner = slug.split("/")[0]
+    others = set(re.findall(rf"github\.com/({re.escape(owner)}/[A-Za-z0-9_.-]+)", readme))
+    assert others <= {slug}, f"README links {others - {slug}}, not {slug}"
 
 
 def test_public_surface_is_importable_and_documented():

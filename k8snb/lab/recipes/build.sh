@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Build the lab's Kubernetes binaries from source through the Go module proxy, once per version.
+# Build the lab's binaries from source through the Go module proxy, once per version.
 #
-# Output: $K8SNB_CACHE/<K8S_VERSION>/bin/{kube-apiserver,...,etcd,kwok} plus SHA256SUMS; on request
-# also containerd, containerd-shim-runc-v2 and coredns.
+# Output: $K8SNB_CACHE/<K8S_VERSION>/bin/<binary> plus SHA256SUMS. Components: the six Kubernetes
+# ones, etcd, kwok (simulated nodes), containerd (its daemon and runc shim: Debian's containerd 1.6
+# lacks the CRI calls kubelet 1.37 makes) and coredns (the cluster DNS image's binary). With no
+# arguments: the control plane and kwok. `k8snb lab up` names exactly what its node mode needs.
 # Idempotent: a binary already present and matching SHA256SUMS is not rebuilt.
 #
 # `go install k8s.io/kubernetes/cmd/...@v1.37.2` is refused because that module's go.mod replaces
 # its staging modules with local paths. A small wrapper module that requires k8s.io/kubernetes and
 # maps each staging module to its published v0.X release builds the same code. etcd's server/v3
-# module carries replace directives too, so it gets its own wrapper; kwok builds directly.
+# module carries replace directives too, so it gets its own wrapper; kwok builds directly. CoreDNS
+# is built with only the plugins the lab's Corefile uses (COREDNS_PLUGINS in versions.env): the
+# same coremain and plugin code, without the cloud providers' SDKs that make most of its build.
 #
-# Real nodes (`k8snb lab up --nodes real`) also need `containerd` (the daemon and its runc shim:
-# Debian's containerd 1.6 lacks the CRI calls kubelet 1.37 makes) and `coredns` (the cluster DNS
-# image's binary). They are not built by default: name them, e.g. `recipes/build.sh containerd coredns`.
+# A first build you can watch: one line per component ([i/n], what it is expected to take on 2
+# cores), a progress line every 30 s while it compiles, and its time when done. Module downloads
+# for the later components run in the background while the earlier ones compile.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,8 +38,20 @@ mkdir -p "$out" "$work"
 command -v go >/dev/null || { echo "k8snb lab build: Go is not installed (need Go >= 1.26 to build Kubernetes $K8S_VERSION from source)" >&2; exit 2; }
 
 KUBE_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
-wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=("${KUBE_COMPONENTS[@]}" etcd kwok)
+#: Build order (kube-apiserver first: it compiles most of what the other Kubernetes binaries share)
+#: and the seconds each took in a cold build on this project's 2-core machine, for the estimates.
+ORDER=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok containerd coredns)
+declare -A EXPECTED=([kube-apiserver]=500 [kube-controller-manager]=130 [kube-scheduler]=15 [kubectl]=40
+  [kubelet]=45 [kube-proxy]=20 [etcd]=45 [kwok]=125 [containerd]=110 [coredns]=120)
+requested_names=("$@")
+[ ${#requested_names[@]} -gt 0 ] || requested_names=("${KUBE_COMPONENTS[@]}" etcd kwok)
+for name in "${requested_names[@]}"; do
+  [ -n "${EXPECTED[$name]:-}" ] || { echo "k8snb lab build: unknown component '$name'" >&2; exit 2; }
+done
+wanted=()
+for name in "${ORDER[@]}"; do
+  for r in "${requested_names[@]}"; do [ "$r" = "$name" ] && wanted+=("$name") && break; done
+done
 
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -61,7 +77,7 @@ kube_module() {
   local dir="$work/kubernetes"
   mkdir -p "$dir"
   [ -f "$dir/go.mod" ] && return
-  curl -fsS "$(go env GOPROXY | cut -d, -f1)/k8s.io/kubernetes/@v/$K8S_VERSION.mod" -o "$dir/upstream.mod"
+  curl -fsS "$(go env GOPROXY | cut -d, -f1)/k8s.io/kubernetes/@v/$K8S_VERSION.mod" -o "$dir/upstream.mod" || return 1
   {
     echo "module k8snb.local/kubernetes-build"
     echo
@@ -87,23 +103,24 @@ ldflags_kube() {
 }
 
 build_kube() {
-  kube_module
   (cd "$work/kubernetes" && go build -trimpath -ldflags "$(ldflags_kube)" -o "$out/$1.tmp" "k8s.io/kubernetes/cmd/$1")
 }
 
-build_etcd() {
+etcd_module() {
   if [ -z "$ETCD_VERSION" ]; then
     kube_module
     ETCD_VERSION=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$work/kubernetes/upstream.mod")
   fi
+  wrapper_module "$work/etcd" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+}
+
+build_etcd() {
   local dir="$work/etcd"
-  wrapper_module "$dir" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
   (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3)
 }
 
 build_containerd() {
   local dir="$work/containerd"
-  wrapper_module "$dir" github.com/containerd/containerd/v2 "$CONTAINERD_VERSION"
   # btrfs and devmapper snapshotters need cgo; the lab uses overlayfs.
   local flags=(-trimpath -tags "no_btrfs no_devmapper no_zfs"
     -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION")
@@ -111,10 +128,32 @@ build_containerd() {
     go build "${flags[@]}" -o "$out/containerd-shim-runc-v2.tmp" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2)
 }
 
-build_coredns() {
-  local dir="$work/coredns"
+coredns_module() {  # CoreDNS's own main, with the lab's plugins in CoreDNS's directive order
+  local dir="$work/coredns-lab" imports="" directives="" p
   wrapper_module "$dir" github.com/coredns/coredns "$COREDNS_VERSION"
-  (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$out/coredns.tmp" github.com/coredns/coredns)
+  IFS=, read -ra plugins <<< "$COREDNS_PLUGINS"
+  for p in "${plugins[@]}"; do  # directive[:package], as in CoreDNS's plugin.cfg
+    imports+="    _ \"github.com/coredns/coredns/plugin/${p#*:}\""$'\n'
+    directives+="\"${p%%:*}\", "
+  done
+  cat > "$dir/main.go.new" <<GO
+// Generated by k8snb's build.sh: CoreDNS $COREDNS_VERSION with the lab's plugins only.
+package main
+
+import (
+    "github.com/coredns/coredns/core/dnsserver"
+    "github.com/coredns/coredns/coremain"
+$imports)
+
+func init() { dnsserver.Directives = []string{${directives%, }} }
+
+func main() { coremain.Run() }
+GO
+  mv "$dir/main.go.new" "$dir/main.go"
+}
+
+build_coredns() {
+  (cd "$work/coredns-lab" && go build -trimpath -ldflags "-s -w" -o "$out/coredns.tmp" .)
 }
 
 outputs() {  # outputs NAME: the binaries one component produces
@@ -126,30 +165,117 @@ outputs() {  # outputs NAME: the binaries one component produces
 
 build_kwok() {
   local dir="$work/kwok"
-  wrapper_module "$dir" sigs.k8s.io/kwok "$KWOK_VERSION"
   (cd "$dir" && go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" -o "$out/kwok.tmp" sigs.k8s.io/kwok/cmd/kwok)
 }
 
+
+module_of() {  # module_of NAME: the wrapper module directory NAME builds in
+  case "$1" in
+    kube-*|kubectl|kubelet) echo kubernetes ;;
+    coredns) echo coredns-lab ;;
+    *) echo "$1" ;;
+  esac
+}
+
+packages_of() {  # packages_of NAME: the Go packages NAME's build compiles
+  case "$1" in
+    kube-*|kubectl|kubelet) echo "k8s.io/kubernetes/cmd/$1" ;;
+    etcd) echo go.etcd.io/etcd/server/v3 ;;
+    kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
+    containerd) echo github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 ;;
+    coredns) echo . ;;
+  esac
+}
+
+write_module() {  # write_module NAME: the wrapper module's go.mod (and main.go for CoreDNS)
+  case "$1" in
+    kube-*|kubectl|kubelet) kube_module ;;
+    etcd) etcd_module ;;
+    kwok) wrapper_module "$work/kwok" sigs.k8s.io/kwok "$KWOK_VERSION" ;;
+    containerd) wrapper_module "$work/containerd" github.com/containerd/containerd/v2 "$CONTAINERD_VERSION" ;;
+    coredns) coredns_module ;;
+  esac
+}
+
+fmt() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+todo=()
 for name in "${wanted[@]}"; do
   cached=1
   for o in $(outputs "$name"); do have "$o" || cached=0; done
-  if [ $cached = 1 ]; then echo "k8snb lab build: $name $K8S_VERSION cached"; continue; fi
+  if [ $cached = 1 ]; then echo "k8snb lab build: $name $K8S_VERSION cached"; else todo+=("$name"); fi
+done
+[ ${#todo[@]} -gt 0 ] || exit 0
+
+# Module downloads, in build order, in the background: while kube-apiserver compiles (CPU), the
+# modules of etcd, containerd, CoreDNS ... arrive (network). A module's build waits for its own
+# download (one go command per module directory at a time: both may write its go.mod and go.sum).
+fetched="$work/.fetched.$$"
+mkdir -p "$fetched"
+(
+  declare -A done_modules=()
+  for name in "${todo[@]}"; do
+    m=$(module_of "$name")
+    if [ -z "${done_modules[$m]:-}" ]; then
+      done_modules[$m]=1
+      pkgs=()
+      for n in "${todo[@]}"; do [ "$(module_of "$n")" = "$m" ] && read -ra p <<< "$(packages_of "$n")" && pkgs+=("${p[@]}"); done
+      { write_module "$name" && (cd "$work/$m" && go list -deps "${pkgs[@]}" > /dev/null); } 2> "$fetched/$m.err" &&
+        : > "$fetched/$m" || : > "$fetched/$m.failed"
+    fi
+  done
+) &
+fetcher=$!
+heartbeat=
+stop_background() {
+  [ -z "$heartbeat" ] || kill "$heartbeat" 2>/dev/null || true
+  kill "$fetcher" 2>/dev/null || true
+  rm -rf "$fetched"
+}
+trap stop_background EXIT
+
+wait_fetched() {  # wait_fetched MODULE: until its download is done; fail with go's message
+  while [ ! -e "$fetched/$1" ] && [ ! -e "$fetched/$1.failed" ]; do
+    kill -0 "$fetcher" 2>/dev/null || { echo "k8snb lab build: the module download stopped" >&2; exit 1; }
+    sleep 1
+  done
+  if [ -e "$fetched/$1.failed" ]; then
+    echo "k8snb lab build: downloading the modules of $1 failed:" >&2
+    tail -15 "$fetched/$1.err" >&2
+    exit 1
+  fi
+}
+
+total=0
+for name in "${todo[@]}"; do total=$((total + EXPECTED[$name])); done
+build_start=$(date +%s)
+echo "k8snb lab build: ${#todo[@]} components to build: ${todo[*]} (about $(fmt $total) on 2 cores)"
+i=0
+for name in "${todo[@]}"; do
+  i=$((i + 1))
   start=$(date +%s)
-  echo "k8snb lab build: building $name ..."
+  echo "k8snb lab build: [$i/${#todo[@]}] $name: downloading modules ..."
+  wait_fetched "$(module_of "$name")"
+  echo "k8snb lab build: [$i/${#todo[@]}] $name: compiling (about $(fmt "${EXPECTED[$name]}") on 2 cores)"
+  (
+    while sleep 30; do
+      now=$(date +%s)
+      echo "k8snb lab build: [$i/${#todo[@]}] $name: $(fmt $((now - start))) so far (about $(fmt "${EXPECTED[$name]}")); whole build $(fmt $((now - build_start)))"
+    done
+  ) &
+  heartbeat=$!
   case "$name" in
-    etcd) build_etcd ;;
-    kwok) build_kwok ;;
-    containerd) build_containerd ;;
-    coredns) build_coredns ;;
     kube-*|kubectl|kubelet) build_kube "$name" ;;
-    *) echo "k8snb lab build: unknown component '$name'" >&2; exit 2 ;;
-  esac
+    *) "build_$name" ;;
+  esac 2>&1 || { kill "$heartbeat"; echo "k8snb lab build: $name failed" >&2; exit 1; }
+  kill "$heartbeat" 2>/dev/null || true
+  heartbeat=
   for o in $(outputs "$name"); do
     mv "$out/$o.tmp" "$out/$o"
     record "$o"
   done
   took=$(( $(date +%s) - start ))
-  echo "k8snb lab build: $name built in ${took}s"
+  echo "k8snb lab build: [$i/${#todo[@]}] $name built in $(fmt $took) (whole build $(fmt $(( $(date +%s) - build_start ))))"
   # Kept for bench/: the cold build is measured once, when it happens, not re-run by the benchmark.
   printf '%s\t%s\t%s\t%s\n' "$name" "$took" "$(nproc)" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >> "$cache/$K8S_VERSION/build-times.tsv"
 done
