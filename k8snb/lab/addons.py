@@ -24,20 +24,35 @@ FILES = Path(__file__).parent / "files"
 DNS_TIMEOUT = 90.0
 
 
-def start_registry(state: Path, address: str) -> None:
-    """Serve the cached registry storage; first drop blobs only earlier image recipes used (tags
-    are overwritten by each rebuild, so old manifests are untagged), which is safe while no one serves it."""
-    cfg = images.registry_config(state, address)
-    subprocess.run(["/usr/bin/docker-registry", "garbage-collect", "--delete-untagged", str(cfg)],
+def start_registry(state: Path, address: str, b: Binaries, log: Callable[[str], None]) -> None:
+    """Publish the lab's images, then serve them read-only on the lab bridge. Pushes go to a
+    short-lived second registry listening on a Unix socket in the lab's private state directory:
+    only the lab (root, on the host) can push; pods and the host's other users can only pull."""
+    push_cfg = images.registry_config(state, push_socket(state), read_only=False)
+    # Blobs only earlier image recipes used are dropped first (tags are overwritten by each
+    # rebuild, so old manifests are untagged); safe while no registry serves the storage.
+    subprocess.run(["/usr/bin/docker-registry", "garbage-collect", "--delete-untagged", str(push_cfg)],
                    capture_output=True, check=False)
-    processes.start(state, "registry", ["/usr/bin/docker-registry", "serve", str(cfg)])
+    processes.start(state, "registry-push", ["/usr/bin/docker-registry", "serve", str(push_cfg)])
+    try:
+        images.wait_registry(push_socket(state))
+        for image in images.build_all(b, pinned_versions()["COREDNS_VERSION"], log):
+            images.push(image, push_socket(state))
+    finally:
+        processes.stop(state, "registry-push")
+        push_socket(state).unlink(missing_ok=True)
+    serve_cfg = images.registry_config(state, f"{address}:{images.REGISTRY_PORT}", read_only=True)
+    processes.start(state, "registry", ["/usr/bin/docker-registry", "serve", str(serve_cfg)])
     images.wait_registry(address)
 
 
-def publish_images(b: Binaries, registry: str, log: Callable[[str], None]) -> None:
-    """Build what the cache lacks and push what the registry lacks (a warm lab only re-checks)."""
-    for image in images.build_all(b, pinned_versions()["COREDNS_VERSION"], log):
-        images.push(image, registry)
+def push_socket(state: Path) -> Path:
+    return state / "run" / "registry-push.sock"
+
+
+def dns_answer(plan: LabPlan) -> list[str]:
+    """What kube-dns answers for the `kubernetes` Service, asked from the host."""
+    return _dns_query(plan.dns_ip, f"kubernetes.default.svc.{CLUSTER_DOMAIN}")
 
 
 def _dns_query(server: str, name: str, timeout: float = 1.0) -> list[str]:
@@ -82,7 +97,7 @@ def start_coredns(plan: LabPlan, state: Path, b: Binaries, kubectl: Callable[...
     name = f"kubernetes.default.svc.{CLUSTER_DOMAIN}"
     deadline = time.monotonic() + DNS_TIMEOUT
     while time.monotonic() < deadline:
-        if plan.api_server_ip in _dns_query(plan.dns_ip, name):
+        if plan.api_server_ip in dns_answer(plan):
             return
         time.sleep(0.5)
     pods = kubectl(b, state, "get", "pods", "-n", "kube-system", "-o", "wide")

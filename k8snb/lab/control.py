@@ -7,6 +7,8 @@ by kwok (no root needed, no packet flows) or real (root: see `k8snb.lab.realnode
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -14,13 +16,15 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from ..errors import LabError
 from . import binaries, pki, processes
+from .secure import checked_dir, write_private
 from .plan import CLUSTER_DOMAIN, CONTEXT, NODE_CIDR_MASK, NODE_PORT_RANGE, LabPlan, state_dir
 
 FILES = Path(__file__).parent / "files"
@@ -40,14 +44,16 @@ class LabStatus:
     processes: list[dict]
     kubeconfig: str
     state_dir: str
+    problems: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         if not self.plan:
             return [f"k8snb lab: not running (state directory {self.state_dir})"]
+        problems = [f"  problem: {p}" for p in self.problems]
         p = self.plan
         out = [
             f"k8snb lab: {'running' if self.running else 'NOT healthy'}: {p['nodes_mode']} nodes, "
-            f"{p['network']} network, context {p['context']}, API https://127.0.0.1:{p['api_port']}",
+            f"{p['network']} network, context {p['context']}, API https://{p.get('api_host', '127.0.0.1')}:{p['api_port']}",
             f"  kubeconfig    {self.kubeconfig}",
             f"  node subnet   {p['node_subnet']}  nodes: "
             + ", ".join(f"{n} {ip}" for n, ip in p["node_ips"].items()),
@@ -59,7 +65,7 @@ class LabStatus:
         ]
         for proc in self.processes:
             out.append(f"  {proc['name']:<24} pid {proc['pid']:<8} {'running' if proc['running'] else 'STOPPED'}")
-        return out
+        return out + problems
 
 
 def kubeconfig_path() -> Path:
@@ -70,14 +76,14 @@ def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _kubeconfig(state: Path, user: str, cert: pki.Pair, ca: pki.Pair, port: int) -> Path:
+def _kubeconfig(state: Path, user: str, cert: pki.Pair, ca: pki.Pair, plan: LabPlan) -> Path:
     def b64(p: Path) -> str:
         return base64.b64encode(p.read_bytes()).decode()
 
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": CONTEXT, "cluster": {"server": f"https://127.0.0.1:{port}",
+        "clusters": [{"name": CONTEXT, "cluster": {"server": f"https://{plan.api_host}:{plan.api_port}",
                                                    "certificate-authority-data": b64(ca.cert)}}],
         "users": [{"name": f"{CONTEXT}-{user}", "user": {"client-certificate-data": b64(cert.cert),
                                                          "client-key-data": b64(cert.key)}}],
@@ -85,8 +91,7 @@ def _kubeconfig(state: Path, user: str, cert: pki.Pair, ca: pki.Pair, port: int)
         "current-context": CONTEXT,
     }
     path = state / ("kubeconfig" if user == "admin" else f"{user}.kubeconfig")
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    path.chmod(0o600)
+    write_private(path, yaml.safe_dump(cfg, sort_keys=False))
     return path
 
 
@@ -111,15 +116,15 @@ def _wait_http(url: str, timeout: float, what: str, state: Path, name: str,
                    f"{processes.log_tail(state, name)}")
 
 
-def _tls_context(state: Path) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(state / "pki" / "ca.crt"))
-    ctx.load_cert_chain(str(state / "pki" / "admin.crt"), str(state / "pki" / "admin.key"))
+def _tls_context(state: Path, ca: str = "ca", client: str = "admin") -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(state / "pki" / f"{ca}.crt"))
+    ctx.load_cert_chain(str(state / "pki" / f"{client}.crt"), str(state / "pki" / f"{client}.key"))
     return ctx
 
 
-def _api(state: Path, method: str, path: str, body: dict | None = None, port: int = 6443,
+def _api(state: Path, method: str, path: str, body: dict | None = None, *, plan: LabPlan,
          content_type: str = "application/json") -> dict:
-    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", method=method,
+    req = urllib.request.Request(f"https://{plan.api_host}:{plan.api_port}{path}", method=method,
                                  data=json.dumps(body).encode() if body is not None else None,
                                  headers={"Content-Type": content_type, "Accept": "application/json"})
     try:
@@ -132,14 +137,20 @@ def _api(state: Path, method: str, path: str, body: dict | None = None, port: in
 
 
 def _pki(state: Path, plan: LabPlan) -> dict[str, pki.Pair]:
-    d = state / "pki"
-    d.mkdir(parents=True, exist_ok=True)
+    """The lab's certificates, as kubeadm lays them out: one CA for Kubernetes, and etcd's own CA,
+    whose client certificates (the API server's alone) are the only way into etcd."""
+    d = checked_dir(state / "pki")
     ca = pki.make_ca(d)
+    etcd_ca = pki.make_ca(d, "etcd-ca")
     names = ("127.0.0.1", "localhost", plan.api_server_ip, "kubernetes", "kubernetes.default",
-             "kubernetes.default.svc", f"kubernetes.default.svc.{CLUSTER_DOMAIN}",
-             str(plan.extra.get("api_advertise_ip", "127.0.0.1")))
+             "kubernetes.default.svc", f"kubernetes.default.svc.{CLUSTER_DOMAIN}", plan.api_host)
     return {
         "ca": ca,
+        "etcd-ca": etcd_ca,
+        "etcd-server": pki.issue(etcd_ca, d, "etcd-server", "k8snb-etcd", server_names=("127.0.0.1", "localhost"),
+                                 client=False),
+        "etcd-peer": pki.issue(etcd_ca, d, "etcd-peer", "k8snb-etcd-peer", server_names=("127.0.0.1", "localhost")),
+        "apiserver-etcd-client": pki.issue(etcd_ca, d, "apiserver-etcd-client", "kube-apiserver-etcd-client"),
         "apiserver": pki.issue(ca, d, "apiserver", "kube-apiserver", server_names=names, client=False),
         "apiserver-kubelet-client": pki.issue(ca, d, "apiserver-kubelet-client", "kube-apiserver-kubelet-client",
                                               org="system:masters"),
@@ -153,11 +164,17 @@ def _pki(state: Path, plan: LabPlan) -> dict[str, pki.Pair]:
 
 def _control_plane_argv(b: binaries.Binaries, state: Path, plan: LabPlan, certs: dict[str, pki.Pair],
                         kubeconfigs: dict[str, Path]) -> dict[str, list[str]]:
-    advertise = plan.extra.get("api_advertise_ip")
     api = [
         b["kube-apiserver"],
-        f"--etcd-servers=http://127.0.0.1:{plan.etcd_port}",
-        "--bind-address=" + ("0.0.0.0" if advertise else "127.0.0.1"),
+        f"--etcd-servers=https://127.0.0.1:{plan.etcd_port}",
+        f"--etcd-cafile={certs['etcd-ca'].cert}",
+        f"--etcd-certfile={certs['apiserver-etcd-client'].cert}",
+        f"--etcd-keyfile={certs['apiserver-etcd-client'].key}",
+        # One address, the lab's own (loopback, or the lab bridge for real nodes): never every
+        # address of the machine. No anonymous requests; kubelets may only touch their own Node.
+        f"--bind-address={plan.api_host}",
+        "--anonymous-auth=false",
+        "--enable-admission-plugins=NodeRestriction",
         f"--secure-port={plan.api_port}",
         f"--tls-cert-file={certs['apiserver'].cert}", f"--tls-private-key-file={certs['apiserver'].key}",
         f"--client-ca-file={certs['ca'].cert}",
@@ -173,8 +190,8 @@ def _control_plane_argv(b: binaries.Binaries, state: Path, plan: LabPlan, certs:
         "--allow-privileged=true",
         "--profiling=false",
     ]
-    if advertise:
-        api += [f"--advertise-address={advertise}", "--kubelet-preferred-address-types=InternalIP"]
+    if plan.nodes_mode == "real":
+        api += [f"--advertise-address={plan.api_host}", "--kubelet-preferred-address-types=InternalIP"]
     else:
         # The API server's own endpoint would be 127.0.0.1, which Endpoints validation rejects;
         # with simulated nodes no pod talks to it through the Service anyway.
@@ -182,11 +199,16 @@ def _control_plane_argv(b: binaries.Binaries, state: Path, plan: LabPlan, certs:
     return {
         "etcd": [
             b["etcd"], "--name=k8snb-lab", f"--data-dir={state / 'etcd'}",
-            f"--listen-client-urls=http://127.0.0.1:{plan.etcd_port}",
-            f"--advertise-client-urls=http://127.0.0.1:{plan.etcd_port}",
-            f"--listen-peer-urls=http://127.0.0.1:{plan.etcd_port + 1}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{plan.etcd_port + 1}",
-            f"--initial-cluster=k8snb-lab=http://127.0.0.1:{plan.etcd_port + 1}",
+            # TLS on loopback only, and only clients with a certificate from etcd's own CA.
+            f"--listen-client-urls=https://127.0.0.1:{plan.etcd_port}",
+            f"--advertise-client-urls=https://127.0.0.1:{plan.etcd_port}",
+            f"--cert-file={certs['etcd-server'].cert}", f"--key-file={certs['etcd-server'].key}",
+            "--client-cert-auth=true", f"--trusted-ca-file={certs['etcd-ca'].cert}",
+            f"--listen-peer-urls=https://127.0.0.1:{plan.etcd_port + 1}",
+            f"--initial-advertise-peer-urls=https://127.0.0.1:{plan.etcd_port + 1}",
+            f"--initial-cluster=k8snb-lab=https://127.0.0.1:{plan.etcd_port + 1}",
+            f"--peer-cert-file={certs['etcd-peer'].cert}", f"--peer-key-file={certs['etcd-peer'].key}",
+            "--peer-client-cert-auth=true", f"--peer-trusted-ca-file={certs['etcd-ca'].cert}",
             "--listen-metrics-urls=", "--log-level=warn", "--unsafe-no-fsync=true",
         ],
         "kube-apiserver": api,
@@ -244,12 +266,12 @@ def _wait_nodes(state: Path, plan: LabPlan) -> None:
     deadline = time.monotonic() + NODES_TIMEOUT
     pending: list[str] = list(plan.node_names)
     while time.monotonic() < deadline:
-        nodes = _api(state, "GET", "/api/v1/nodes", port=plan.api_port).get("items", [])
+        nodes = _api(state, "GET", "/api/v1/nodes", plan=plan).get("items", [])
         pending = [n for n in plan.node_names if not any(
             item["metadata"]["name"] == n and item["spec"].get("podCIDR") and any(
                 c["type"] == "Ready" and c["status"] == "True" for c in item.get("status", {}).get("conditions", []))
             for item in nodes)]
-        sa = _api(state, "GET", "/api/v1/namespaces/default/serviceaccounts", port=plan.api_port).get("items", [])
+        sa = _api(state, "GET", "/api/v1/namespaces/default/serviceaccounts", plan=plan).get("items", [])
         if not pending and sa:
             return
         time.sleep(0.25)
@@ -261,35 +283,93 @@ def _wait_nodes(state: Path, plan: LabPlan) -> None:
 def node_pod_cidrs(plan: LabPlan) -> dict[str, str]:
     """Node name -> the podCIDR the controller-manager allocated it, read from the running lab's API."""
     try:
-        nodes = _api(state_dir(), "GET", "/api/v1/nodes", port=plan.api_port).get("items", [])
+        nodes = _api(state_dir(), "GET", "/api/v1/nodes", plan=plan).get("items", [])
     except (urllib.error.URLError, OSError) as exc:
         raise LabError(f"the lab's API server on port {plan.api_port} does not answer "
                        f"({getattr(exc, 'reason', exc)}); see `k8snb lab status`") from None
     return {n["metadata"]["name"]: n["spec"]["podCIDR"] for n in nodes if n["spec"].get("podCIDR")}
 
 
-def status() -> LabStatus:
-    state = state_dir()
-    plan_file = state / "plan.json"
-    plan = json.loads(plan_file.read_text()) if plan_file.exists() else None
-    procs = [{"name": p.name, "pid": p.pid, "running": p.running} for p in processes.recorded(state)]
-    running = bool(plan) and bool(procs) and all(p["running"] for p in procs)
-    if running:
+def _health(plan: LabPlan, state: Path) -> list[str]:
+    """What a working lab must have, checked on the lab itself (not PIDs alone): the API ready,
+    every node Ready; with real nodes also the registry serving and CoreDNS answering."""
+    try:
+        with urllib.request.urlopen(f"https://{plan.api_host}:{plan.api_port}/readyz", timeout=5,
+                                    context=_tls_context(state)) as resp:
+            if resp.status != 200:
+                return [f"kube-apiserver /readyz answered HTTP {resp.status}"]
+        nodes = _api(state, "GET", "/api/v1/nodes", plan=plan).get("items", [])
+    except (urllib.error.URLError, OSError, LabError) as exc:
+        return [f"kube-apiserver does not answer ({getattr(exc, 'reason', exc)})"]
+    ready = {n["metadata"]["name"] for n in nodes if any(
+        c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))}
+    problems = [f"node {n} is not Ready" for n in plan.node_names if n not in ready]
+    if plan.nodes_mode == "real":
+        from . import addons, images
+
         try:
-            with urllib.request.urlopen(f"https://127.0.0.1:{plan['api_port']}/readyz", timeout=5,
-                                        context=_tls_context(state)) as resp:
-                running = resp.status == 200
-        except (urllib.error.URLError, OSError):
-            running = False
-    return LabStatus(running, plan, procs, str(kubeconfig_path()), str(state))
+            images.wait_registry(plan.host_ip, timeout=2)
+        except LabError:
+            problems.append(f"the registry on {plan.host_ip}:{images.REGISTRY_PORT} does not answer")
+        if plan.api_server_ip not in addons.dns_answer(plan):
+            problems.append(f"CoreDNS at {plan.dns_ip} does not answer")
+    return problems
+
+
+def _read_plan(state: Path) -> LabPlan | None:
+    plan_file = state / "plan.json"
+    return LabPlan.load(plan_file) if os.path.lexists(plan_file) else None
+
+
+def status() -> LabStatus:
+    """The lab's health, judged on what it must have. LabError in one line for corrupt state."""
+    state = checked_dir(state_dir())
+    plan = _read_plan(state)
+    procs = [{"name": p.name, "pid": p.pid, "running": p.running} for p in processes.recorded(state)]
+    problems: list[str] = []
+    if plan:
+        problems = [f"{p['name']} (pid {p['pid']}) is not running" for p in procs if not p["running"]]
+        if not procs:
+            problems.append("no lab process is running (a start was interrupted?)")
+        problems = problems or _health(plan, state)
+    return LabStatus(bool(plan) and not problems, plan.as_dict() if plan else None, procs,
+                     str(kubeconfig_path()), str(state), problems)
+
+
+@contextlib.contextmanager
+def _exclusive(what: str) -> Iterator[None]:
+    """One `lab up` or `lab down` at a time: a second one refuses with one line, naming the first."""
+    base = checked_dir(state_dir().parent)
+    fd = os.open(base / "lab.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise LabError(f"another `k8snb lab` command (pid {holder}) is changing the lab; "
+                           f"wait for it to finish, then run `k8snb lab {what}` again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def up(plan: LabPlan | None = None, version: str | None = None, rebuild: bool = False,
        merge_kubeconfig: bool = False) -> LabStatus:
     """Start the lab (or find it running); return its status. Nothing is left half-started."""
-    plan = plan or LabPlan()
-    state = state_dir()
-    current = status()
+    with _exclusive("up"):
+        return _up(plan or LabPlan(), version, rebuild, merge_kubeconfig)
+
+
+def _up(plan: LabPlan, version: str | None, rebuild: bool, merge_kubeconfig: bool) -> LabStatus:
+    state = checked_dir(state_dir())
+    try:
+        current = status()
+    except LabError as exc:
+        _log(f"k8snb lab: {exc}; cleaning up before starting")
+        _down(quiet=True)
+        current = status()
     if current.running:
         wanted = plan.as_dict()
         differs = [k for k in ("nodes_mode", "pod_cidr", "service_cidr", "network", "api_port", "etcd_port")
@@ -300,9 +380,10 @@ def up(plan: LabPlan | None = None, version: str | None = None, rebuild: bool = 
                            + "); run `k8snb lab down` first")
         _log("k8snb lab: already running; nothing to do")
         return current
-    if current.processes:
-        _log("k8snb lab: found a stopped or broken lab; cleaning it up before starting")
-        down(quiet=True)
+    if current.plan or current.processes:
+        _log("k8snb lab: found a half-started or broken lab (" + "; ".join(current.problems or ["no plan"])
+             + "); removing it before starting")
+        _down(quiet=True)
     ports = {plan.api_port: "kube-apiserver", plan.etcd_port: "etcd", plan.etcd_port + 1: "etcd peer"}
     processes.require_ports(ports)
 
@@ -317,26 +398,28 @@ def up(plan: LabPlan | None = None, version: str | None = None, rebuild: bool = 
     prepared = time.monotonic() - started
 
     t0 = time.monotonic()
-    state.mkdir(parents=True, exist_ok=True)
     try:
-        if plan.nodes_mode == "real":
-            plan = realnodes.prepare_host(plan, state)
-        certs = _pki(state, plan)
-        kubeconfigs = {u: _kubeconfig(state, u, certs[u], certs["ca"], plan.api_port)
-                       for u in ("admin", "controller-manager", "scheduler", "kwok")}
+        # The plan first: whatever happens next (an error, Ctrl-C, SIGTERM, kill -9), `down` finds
+        # in it everything this start may have created on the host.
         plan.save(state / "plan.json")
+        if plan.nodes_mode == "real":
+            realnodes.prepare_host(plan, state, b)
+        certs = _pki(state, plan)
+        kubeconfigs = {u: _kubeconfig(state, u, certs[u], certs["ca"], plan)
+                       for u in ("admin", "controller-manager", "scheduler", "kwok")}
         argv = _control_plane_argv(b, state, plan, certs, kubeconfigs)
         processes.start(state, "etcd", argv["etcd"])
-        _wait_http(f"http://127.0.0.1:{plan.etcd_port}/health", ETCD_TIMEOUT, "etcd", state, "etcd")
+        _wait_http(f"https://127.0.0.1:{plan.etcd_port}/health", ETCD_TIMEOUT, "etcd", state, "etcd",
+                   context=_tls_context(state, "etcd-ca", "apiserver-etcd-client"))
         processes.start(state, "kube-apiserver", argv["kube-apiserver"])
-        _wait_http(f"https://127.0.0.1:{plan.api_port}/readyz", API_TIMEOUT, "kube-apiserver", state,
+        _wait_http(f"https://{plan.api_host}:{plan.api_port}/readyz", API_TIMEOUT, "kube-apiserver", state,
                    "kube-apiserver", context=_tls_context(state))
         processes.start(state, "kube-controller-manager", argv["kube-controller-manager"])
         processes.start(state, "kube-scheduler", argv["kube-scheduler"])
         if plan.nodes_mode == "kwok":
             processes.start(state, "kwok", argv["kwok"])
             for name, ip in plan.node_ips().items():
-                _api(state, "POST", "/api/v1/nodes", _node_manifest(plan, name, ip, b.version), port=plan.api_port)
+                _api(state, "POST", "/api/v1/nodes", _node_manifest(plan, name, ip, b.version), plan=plan)
         else:
             realnodes.start_nodes(plan, state, b, certs)
         _wait_nodes(state, plan)
@@ -350,7 +433,7 @@ def up(plan: LabPlan | None = None, version: str | None = None, rebuild: bool = 
 
             kubectl(b, state, "apply", "-f", "-", stdin=addons.coredns_manifest(plan))
     except BaseException:
-        down(quiet=True)
+        _down(quiet=True)
         raise
     if merge_kubeconfig:
         merge_into_default(b)
@@ -364,10 +447,22 @@ def up(plan: LabPlan | None = None, version: str | None = None, rebuild: bool = 
 
 
 def down(quiet: bool = False) -> bool:
-    """Stop every process the lab started (by PID) and remove its state; True if anything ran."""
-    state = state_dir()
-    plan_file = state / "plan.json"
-    plan = LabPlan.load(plan_file) if plan_file.exists() else None
+    """Stop every process the lab started (by PID) and remove what it made; True if anything ran."""
+    with _exclusive("down"):
+        return _down(quiet)
+
+
+def _down(quiet: bool = False) -> bool:
+    state = checked_dir(state_dir())
+    try:
+        plan = _read_plan(state)
+    except LabError as exc:
+        # A corrupt plan: the lab's host objects have fixed names, so remove them by those names.
+        _log(f"k8snb lab: {exc}")
+        plan = LabPlan(nodes_mode="real")
+    for name in processes.forget_corrupt(state):
+        _log(f"k8snb lab: the pidfile of {name} was corrupt: removed (its process cannot be identified, "
+             "so it was not signalled)")
     recorded = [p.name for p in processes.recorded(state)]
     # Node processes (kubelet, containerd, kube-proxy ...) first, then the control plane in reverse.
     order = [n for n in recorded if n not in ORDER] + [n for n in reversed(ORDER) if n in recorded]
@@ -377,14 +472,15 @@ def down(quiet: bool = False) -> bool:
     if plan is not None and plan.nodes_mode == "real":
         from . import realnodes
 
-        ran |= realnodes.teardown(plan, state)
+        ran |= realnodes.teardown(plan, state, _log)
     for child in ("etcd", "pki", "run", "nodes", "plan.json", "kubeconfig", "controller-manager.kubeconfig",
                   "scheduler.kubeconfig", "kwok.kubeconfig"):
         path = state / child
-        if path.is_dir():
+        if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
-        elif path.exists():
+        elif os.path.lexists(path):
             path.unlink()
+            ran |= child == "plan.json"
     if not quiet:
         _log("k8snb lab: stopped" if ran else "k8snb lab: was not running")
     return ran

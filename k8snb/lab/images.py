@@ -18,14 +18,15 @@ import shutil
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
+import socket
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LabError
 from .binaries import Binaries, recipes_dir
 from .plan import cache_dir
+from .secure import write_private
 
 REGISTRY_PORT = 5000
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
@@ -242,21 +243,44 @@ def build(r: Recipe, b: Binaries | None, log) -> BuiltImage:
     return BuiltImage(r, out)
 
 
-def registry_config(state: Path, address: str) -> Path:
-    """docker-registry's config: storage in the cache (pushes survive the lab), listening on the lab bridge only."""
+def registry_config(state: Path, listen: Path | str, read_only: bool) -> Path:
+    """docker-registry's config, storage in the cache (pushes survive the lab). `listen` is a Unix
+    socket path (the push side) or 'address:port' (the pull side, read-only, on the lab bridge)."""
     storage = cache_dir() / "registry"
     storage.mkdir(parents=True, exist_ok=True)
+    http_cfg = {"net": "unix", "addr": str(listen)} if isinstance(listen, Path) else {"addr": listen}
     cfg = {"version": 0.1, "log": {"level": "warn", "accesslog": {"disabled": True}},
-           "storage": {"filesystem": {"rootdirectory": str(storage)}},
-           "http": {"addr": f"{address}:{REGISTRY_PORT}"}}
-    path = state / "registry.yml"
-    path.write_text(json.dumps(cfg))
+           "storage": {"filesystem": {"rootdirectory": str(storage)},
+                       "maintenance": {"readonly": {"enabled": read_only},
+                                       "uploadpurging": {"enabled": False}}},
+           "http": http_cfg}
+    path = state / ("registry.yml" if read_only else "registry-push.yml")
+    write_private(path, json.dumps(cfg))
     return path
 
 
-def _request(host: str, method: str, path: str, body: Path | bytes | None = None,
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over the push registry's Unix socket."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = str(path)
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def _connection(where: Path | str, timeout: float = 60) -> http.client.HTTPConnection:
+    if isinstance(where, Path):
+        return _UnixConnection(where, timeout)
+    return http.client.HTTPConnection(where, REGISTRY_PORT, timeout=timeout)
+
+
+def _request(where: Path | str, method: str, path: str, body: Path | bytes | None = None,
              headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
-    conn = http.client.HTTPConnection(host, REGISTRY_PORT, timeout=60)
+    conn = _connection(where)
     hdrs = dict(headers or {})
     if isinstance(body, Path):
         hdrs["Content-Length"] = str(body.stat().st_size)
@@ -271,37 +295,39 @@ def _request(host: str, method: str, path: str, body: Path | bytes | None = None
     return resp
 
 
-def wait_registry(host: str, timeout: float = 20.0) -> None:
+def wait_registry(where: Path | str, timeout: float = 20.0) -> None:
+    """Until the registry at `where` (a Unix socket, or a host on REGISTRY_PORT) answers /v2/."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://{host}:{REGISTRY_PORT}/v2/", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.2)
-    raise LabError(f"the lab registry on {host}:{REGISTRY_PORT} did not answer within {timeout:.0f} s")
+            if _request(where, "GET", "/v2/").status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise LabError(f"the lab registry on {where}{'' if isinstance(where, Path) else f':{REGISTRY_PORT}'} "
+                   f"did not answer within {timeout:.0f} s")
 
 
-def push(image: BuiltImage, host: str) -> None:
+def push(image: BuiltImage, where: Path | str) -> None:
     """Upload blobs the registry lacks, then the manifest under the recipe's tag."""
     name = image.recipe.repository
     manifest = (image.directory / "manifest.json").read_bytes()
     for blob in image.blobs():
         digest = _digest_file(blob)
-        if _request(host, "HEAD", f"/v2/{name}/blobs/{digest}").status == 200:
+        if _request(where, "HEAD", f"/v2/{name}/blobs/{digest}").status == 200:
             continue
-        start = _request(host, "POST", f"/v2/{name}/blobs/uploads/")
+        start = _request(where, "POST", f"/v2/{name}/blobs/uploads/")
         location = start.getheader("Location") or ""
         if start.status != 202 or not location:
             raise LabError(f"registry refused an upload for {name}: HTTP {start.status}")
-        location = location.split(f":{REGISTRY_PORT}", 1)[-1]
-        sep = "&" if "?" in location else "?"
-        done = _request(host, "PUT", f"{location}{sep}digest={digest}", body=blob,
+        parts = urllib.parse.urlsplit(location)
+        upload = parts.path + (f"?{parts.query}&" if parts.query else "?")
+        done = _request(where, "PUT", f"{upload}digest={digest}", body=blob,
                         headers={"Content-Type": "application/octet-stream"})
         if done.status != 201:
             raise LabError(f"registry refused blob {digest} of {name}: HTTP {done.status}")
-    put = _request(host, "PUT", f"/v2/{name}/manifests/{image.recipe.tag}", body=manifest,
+    put = _request(where, "PUT", f"/v2/{name}/manifests/{image.recipe.tag}", body=manifest,
                    headers={"Content-Type": MANIFEST_TYPE})
     if put.status != 201:
         raise LabError(f"registry refused the manifest of {image.recipe.ref}: HTTP {put.status}")

@@ -38,9 +38,14 @@ from pathlib import Path
 
 from ..errors import LabError
 from .plan import LabPlan
+from .secure import read_private, write_private
 
 BRIDGE = "k8snb0"
 GUARD_CHAIN = "K8SNB-LAB-GUARD"
+#: What nodes and pods may reach on the host, from the lab bridge: the API server and the
+#: registry's pull side; replies to connections the host opened (kubectl exec, NodePort requests).
+BRIDGE_CHAIN = "K8SNB-LAB-FROM-BRIDGE"
+REGISTRY_PORT = 5000
 COMMENT = "k8snb-lab"
 #: Host-wide sysctls kubelet sets at start (KernelTunableModify; there is no warn-only mode). The
 #: lab records their values before the nodes start and puts them back at `down`.
@@ -71,6 +76,29 @@ def _guard_rules(plan: LabPlan) -> list[tuple[str, list[str]]]:
         ("FORWARD", ["!", "-i", BRIDGE, "-o", BRIDGE, *tag, "-j", "DROP"]),
         ("INPUT", ["-d", plan.node_subnet, *tag, "-j", GUARD_CHAIN]),
         ("INPUT", ["-p", "tcp", "--dport", str(plan.api_port), *tag, "-j", GUARD_CHAIN]),
+        ("INPUT", ["-i", BRIDGE, *tag, "-j", BRIDGE_CHAIN]),
+    ]
+
+
+def _bridge_chain_rules(plan: LabPlan) -> list[list[str]]:
+    """BRIDGE_CHAIN: allowed traffic returns to INPUT (the host's own rules still apply to it);
+    everything else from the lab, pods and nodes alike, is dropped: no host service bound to
+    0.0.0.0 is reachable from a pod."""
+    return [
+        ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"],
+        ["-p", "tcp", "-d", plan.host_ip, "--dport", str(plan.api_port), "-j", "RETURN"],
+        ["-p", "tcp", "-d", plan.host_ip, "--dport", str(REGISTRY_PORT), "-j", "RETURN"],
+        ["-j", "DROP"],
+    ]
+
+
+def _guard6_rules() -> list[tuple[str, list[str]]]:
+    """The lab is IPv4-only: no IPv6 packet enters or crosses the host from the lab bridge."""
+    tag = ["-m", "comment", "--comment", COMMENT]
+    return [
+        ("INPUT", ["-i", BRIDGE, *tag, "-j", "DROP"]),
+        ("FORWARD", ["-i", BRIDGE, *tag, "-j", "DROP"]),
+        ("FORWARD", ["-o", BRIDGE, *tag, "-j", "DROP"]),
     ]
 
 
@@ -97,11 +125,13 @@ def create(plan: LabPlan) -> None:
     gw = plan.host_ip
     prefix = ipaddress.ip_network(plan.node_subnet).prefixlen
     _run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+    _disable_ipv6(BRIDGE)
     _run(["ip", "addr", "add", f"{gw}/{prefix}", "dev", BRIDGE])
     _run(["ip", "link", "set", BRIDGE, "up"])
     for i, (name, ip) in enumerate(plan.node_ips().items()):
         _run(["ip", "netns", "add", name])
         _run(["ip", "link", "add", veth(i), "type", "veth", "peer", "name", "eth0", "netns", name])
+        _disable_ipv6(veth(i))
         _run(["ip", "link", "set", veth(i), "master", BRIDGE, "up"])
         _run(["ip", "-n", name, "addr", "add", f"{ip}/{prefix}", "dev", "eth0"])
         _run(["ip", "-n", name, "link", "set", "lo", "up"])
@@ -110,14 +140,28 @@ def create(plan: LabPlan) -> None:
         # connect() reaches the nat table, where kube-proxy rewrites them.
         _run(["ip", "-n", name, "route", "add", plan.service_cidr, "via", gw])
         in_netns(name, ["sysctl", "-qw", *_node_sysctls(plan)])
+        in_netns(name, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"],
+                 check=False)
     if plan.network == "routed":
         _run(["ip", "route", "add", "blackhole", plan.pod_cidr])
     _run(["ip", "route", "add", plan.service_cidr, "via", plan.node_ips()[plan.node_names[0]]])
     _run(["iptables", "-w", "-N", GUARD_CHAIN])
     for rule in (["-i", "lo", "-j", "RETURN"], ["-i", BRIDGE, "-j", "RETURN"], ["-j", "DROP"]):
         _run(["iptables", "-w", "-A", GUARD_CHAIN, *rule])
+    _run(["iptables", "-w", "-N", BRIDGE_CHAIN])
+    for rule in _bridge_chain_rules(plan):
+        _run(["iptables", "-w", "-A", BRIDGE_CHAIN, *rule])
     for chain, rule in _guard_rules(plan):
         _run(["iptables", "-w", "-I", chain, "1", *rule])
+    for chain, rule in _guard6_rules():
+        _run(["ip6tables", "-w", "-I", chain, "1", *rule])
+
+
+def _disable_ipv6(link: str) -> None:
+    """No IPv6 address (not even link-local) on the lab's host-side links; gone with the link."""
+    path = Path("/proc/sys/net/ipv6/conf", link, "disable_ipv6")
+    if path.exists():
+        path.write_text("1")
 
 
 def _node_sysctls(plan: LabPlan) -> list[str]:
@@ -143,15 +187,18 @@ def route_pods(plan: LabPlan, pod_cidrs: dict[str, str]) -> None:
 def save_sysctls(state: Path) -> None:
     path = state / "host-sysctls.json"
     if not path.exists():
-        path.write_text(json.dumps({k: Path("/proc/sys", k).read_text().strip() for k in KUBELET_SYSCTLS}))
+        write_private(path, json.dumps({k: Path("/proc/sys", k).read_text().strip() for k in KUBELET_SYSCTLS}))
 
 
 def restore_sysctls(state: Path) -> bool:
+    """Put back the host sysctls saved before kubelet changed them (only the known keys)."""
     path = state / "host-sysctls.json"
-    if not path.exists():
+    if not os.path.lexists(path):
         return False
-    for key, value in json.loads(path.read_text()).items():
-        Path("/proc/sys", key).write_text(value)
+    saved = json.loads(read_private(path))
+    for key in KUBELET_SYSCTLS:
+        if key in saved:
+            Path("/proc/sys", key).write_text(str(saved[key]))
     path.unlink()
     return True
 
@@ -188,7 +235,11 @@ def destroy(plan: LabPlan) -> bool:
     for chain, rule in _guard_rules(plan):
         while _run(["iptables", "-w", "-D", chain, *rule], check=False).returncode == 0:
             found = True
-    if _run(["iptables", "-w", "-F", GUARD_CHAIN], check=False).returncode == 0:
-        _run(["iptables", "-w", "-X", GUARD_CHAIN], check=False)
-        found = True
+    for chain, rule in _guard6_rules():
+        while _run(["ip6tables", "-w", "-D", chain, *rule], check=False).returncode == 0:
+            found = True
+    for chain in (GUARD_CHAIN, BRIDGE_CHAIN):
+        if _run(["iptables", "-w", "-F", chain], check=False).returncode == 0:
+            _run(["iptables", "-w", "-X", chain], check=False)
+            found = True
     return found

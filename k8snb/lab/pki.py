@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .secure import write_private
+
 #: The lab is short-lived; a year keeps a forgotten lab working through a course.
 VALIDITY = dt.timedelta(days=365)
 
@@ -26,9 +28,8 @@ class Pair:
 
 
 def _write_key(key, path: Path) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
+    write_private(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
 
 
 def _name(cn: str, org: str | None = None) -> x509.Name:
@@ -38,17 +39,18 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def make_ca(directory: Path) -> Pair:
-    """A self-signed CA that signs every lab certificate (reused when present)."""
-    pair = Pair(directory / "ca.crt", directory / "ca.key")
+def make_ca(directory: Path, name: str = "ca") -> Pair:
+    """A self-signed CA (reused when present): `ca` signs the Kubernetes certificates, `etcd-ca`
+    etcd's, so that no Kubernetes client certificate opens etcd."""
+    pair = Pair(directory / f"{name}.crt", directory / f"{name}.key")
     if pair.cert.exists() and pair.key.exists():
         return pair
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.timezone.utc)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("k8snb-lab-ca"))
-        .issuer_name(_name("k8snb-lab-ca"))
+        .subject_name(_name(f"k8snb-lab-{name}"))
+        .issuer_name(_name(f"k8snb-lab-{name}"))
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
@@ -61,7 +63,7 @@ def make_ca(directory: Path) -> Pair:
         .sign(key, hashes.SHA256())
     )
     _write_key(key, pair.key)
-    pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    write_private(pair.cert, cert.public_bytes(serialization.Encoding.PEM))
     return pair
 
 
@@ -101,7 +103,7 @@ def issue(ca: Pair, directory: Path, name: str, cn: str, org: str | None = None,
         builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
     _write_key(key, pair.key)
-    pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    write_private(pair.cert, cert.public_bytes(serialization.Encoding.PEM))
     return pair
 
 
@@ -112,6 +114,6 @@ def service_account_keys(directory: Path) -> Pair:
         return pair
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _write_key(key, pair.key)
-    pair.cert.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+    write_private(pair.cert, key.public_key().public_bytes(serialization.Encoding.PEM,
                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
     return pair

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, LabError
+from .secure import read_private, write_private
 
 #: kind's default, so that what learners see on the lab matches what they see on kind.
 DEFAULT_SERVICE_CIDR = "10.96.0.0/16"
@@ -124,6 +125,13 @@ class LabPlan:
         return str(next(ipaddress.ip_network(self.node_subnet).hosts()))
 
     @property
+    def api_host(self) -> str:
+        """Where kube-apiserver listens, and the only address: loopback for simulated nodes; the
+        lab bridge's host address for real nodes, whose kubelets reach it from their namespaces.
+        Never every address of the machine."""
+        return self.host_ip if self.nodes_mode == "real" else "127.0.0.1"
+
+    @property
     def api_server_ip(self) -> str:
         """The `kubernetes` Service's ClusterIP: the first address of the service range."""
         return str(next(ipaddress.ip_network(self.service_cidr).hosts()))
@@ -141,18 +149,23 @@ class LabPlan:
     def as_dict(self) -> dict:
         """The plan as the course reads it: ranges, node IPs, DNS and API addresses."""
         d = asdict(self)
-        d.update(api_server_ip=self.api_server_ip, dns_ip=self.dns_ip, host_ip=self.host_ip,
+        d.update(api_server_ip=self.api_server_ip, dns_ip=self.dns_ip, host_ip=self.host_ip, api_host=self.api_host,
                  node_ips=self.node_ips(), cluster_domain=CLUSTER_DOMAIN, node_port_range=NODE_PORT_RANGE,
                  context=CONTEXT)
         return d
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
+        write_private(path, json.dumps(self.as_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> "LabPlan":
-        d = json.loads(path.read_text())
-        return cls(nodes_mode=d["nodes_mode"], pod_cidr=d["pod_cidr"], service_cidr=d["service_cidr"],
-                   node_subnet=d["node_subnet"], node_names=tuple(d["node_names"]),
-                   api_port=d["api_port"], etcd_port=d.get("etcd_port", ETCD_PORT),
-                   network=d.get("network", "routed"))
+        """The plan a lab was started with; LabError in one line when the file is empty or corrupt."""
+        try:
+            d = json.loads(read_private(path))
+            return cls(nodes_mode=d["nodes_mode"], pod_cidr=d["pod_cidr"], service_cidr=d["service_cidr"],
+                       node_subnet=d["node_subnet"], node_names=tuple(d["node_names"]),
+                       api_port=d["api_port"], etcd_port=d.get("etcd_port", ETCD_PORT),
+                       network=d.get("network", "routed"))
+        except (ValueError, KeyError, TypeError, InvalidInput) as exc:
+            raise LabError(f"the lab's plan {path} is corrupt ({type(exc).__name__}: {exc}); "
+                           "`k8snb lab down` still removes the lab by its names") from None

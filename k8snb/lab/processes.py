@@ -1,7 +1,8 @@
 """Start and stop the lab's processes by PID, never by name.
 
-Each process gets a pidfile and a log in the lab's state directory. Stopping checks that the PID
-still runs the binary we started (its /proc/<pid>/exe) before signalling it, so a recycled PID or
+Each process gets a pidfile and a log in the lab's state directory. A process is identified by its
+PID, its start time (field 22 of /proc/<pid>/stat, in clock ticks since boot) and the binary it
+runs (/proc/<pid>/exe); all three are checked again before every signal, so a recycled PID or
 somebody else's process of the same name is never touched.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LabError
+from .secure import checked_dir, read_private, write_private
 
 #: Seconds a process gets to exit after SIGTERM before SIGKILL.
 STOP_GRACE = 10.0
@@ -26,6 +28,17 @@ class Proc:
     pid: int
     exe: str
     running: bool
+    started: int = 0  # start time in clock ticks since boot, as /proc/<pid>/stat says
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot), or None when it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
 
 
 def _pidfile(state: Path, name: str) -> Path:
@@ -35,9 +48,10 @@ def _pidfile(state: Path, name: str) -> Path:
 def start(state: Path, name: str, argv: list[str], env: dict[str, str] | None = None,
           netns: str | None = None) -> int:
     """Start `argv` detached (own session), logging to state/logs/<name>.log; return its PID."""
-    (state / "run").mkdir(parents=True, exist_ok=True)
-    (state / "logs").mkdir(parents=True, exist_ok=True)
-    log = open(state / "logs" / f"{name}.log", "ab")
+    checked_dir(state / "run")
+    checked_dir(state / "logs")
+    log = os.fdopen(os.open(state / "logs" / f"{name}.log",
+                            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), "ab")
     exe = argv[0]
     if netns:
         # Only the network namespace: `ip netns exec` would also give each process a private mount
@@ -46,8 +60,8 @@ def start(state: Path, name: str, argv: list[str], env: dict[str, str] | None = 
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env={**os.environ, **(env or {})}, start_new_session=True, close_fds=True)
     log.close()
-    # nsenter execs the target, so the PID is the component itself.
-    _pidfile(state, name).write_text(f"{proc.pid} {exe}\n")
+    # nsenter execs the target, so the PID is the component itself (its start time does not change).
+    write_private(_pidfile(state, name), f"{proc.pid} {start_time(proc.pid) or 0} {exe}\n")
     return proc.pid
 
 
@@ -59,15 +73,28 @@ def _exe(pid: int) -> str | None:
 
 
 def read(state: Path, name: str) -> Proc | None:
-    """The process recorded under `name`, and whether that PID still runs the same binary."""
+    """The process recorded under `name`, and whether that PID is still the process we started
+    (same start time, same binary). LabError in one line for an empty or corrupt pidfile."""
     path = _pidfile(state, name)
     if not path.exists():
         return None
-    pid_s, exe = path.read_text().split(None, 1)
-    pid, exe = int(pid_s), exe.strip()
+    try:
+        fields = read_private(path).split(None, 2)
+        if len(fields) == 2:  # written by an older k8snb: "pid exe", no start time
+            pid, exe = int(fields[0]), fields[1].strip()
+            started = start_time(pid) or 0
+        else:
+            pid, started, exe = int(fields[0]), int(fields[1]), fields[2].strip()
+    except (ValueError, IndexError):
+        raise LabError(f"the pidfile {path} is empty or corrupt; `k8snb lab down` removes the lab "
+                       "without it") from None
+    return Proc(name, pid, exe, _same(pid, started, exe), started)
+
+
+def _same(pid: int, started: int, exe: str) -> bool:
     actual = _exe(pid)
-    running = actual is not None and os.path.realpath(actual).removesuffix(" (deleted)") == os.path.realpath(exe)
-    return Proc(name, pid, exe, running)
+    return (actual is not None and start_time(pid) == started
+            and os.path.realpath(actual).removesuffix(" (deleted)") == os.path.realpath(exe))
 
 
 def recorded(state: Path) -> list[Proc]:
@@ -77,22 +104,44 @@ def recorded(state: Path) -> list[Proc]:
     return [p for p in (read(state, f.stem) for f in sorted(run.glob("*.pid"))) if p]
 
 
+def forget_corrupt(state: Path) -> list[str]:
+    """Remove pidfiles that cannot be read (their process cannot be identified, so it is not
+    signalled); return their names, for `down` to report."""
+    names = []
+    for f in sorted((state / "run").glob("*.pid")) if (state / "run").exists() else []:
+        try:
+            read(state, f.stem)
+        except LabError:
+            f.unlink()
+            names.append(f.stem)
+    return names
+
+
 def stop(state: Path, name: str) -> bool:
     """SIGTERM, then SIGKILL after STOP_GRACE, the process we recorded; True if it was running."""
     proc = read(state, name)
     if proc is None:
         return False
     if proc.running:
-        os.kill(proc.pid, signal.SIGTERM)
+        _signal(proc, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
         while time.monotonic() < deadline and _alive(proc):
             time.sleep(0.1)
         if _alive(proc):
-            os.kill(proc.pid, signal.SIGKILL)
+            _signal(proc, signal.SIGKILL)
             while _alive(proc):
                 time.sleep(0.05)
     _pidfile(state, name).unlink(missing_ok=True)
     return proc.running
+
+
+def _signal(proc: Proc, sig: int) -> None:
+    """Signal `proc` only if its PID still is that process (checked just before, every time)."""
+    if _same(proc.pid, proc.started, proc.exe):
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 def _alive(proc: Proc) -> bool:
@@ -100,14 +149,7 @@ def _alive(proc: Proc) -> bool:
         os.waitpid(proc.pid, os.WNOHANG)
     except ChildProcessError:
         pass
-    exe = _exe(proc.pid)
-    if exe is None:
-        return False
-    try:
-        with open(f"/proc/{proc.pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+    return _same(proc.pid, proc.started, proc.exe)
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:

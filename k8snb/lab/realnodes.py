@@ -25,7 +25,6 @@ import string
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -33,6 +32,7 @@ import yaml
 from ..errors import LabError
 from . import addons, binaries, images, netns, pki, processes
 from .binaries import pinned_versions
+from .secure import write_private
 from .plan import CLUSTER_DOMAIN, LabPlan
 
 FILES = Path(__file__).parent / "files"
@@ -103,18 +103,12 @@ def provision(components: tuple[str, ...], version: str | None, rebuild: bool) -
     return b
 
 
-def prepare_host(plan: LabPlan, state: Path) -> LabPlan:
-    """Create the lab network and the registry; the API server is then advertised on the bridge."""
+def prepare_host(plan: LabPlan, state: Path, b: binaries.Binaries) -> None:
+    """Create the lab network and the registry (the images pushed, then served read-only on the
+    bridge). control.up saved the plan before this, so `down` removes whatever of it exists."""
     netns.save_sysctls(state)
-    try:
-        netns.create(plan)
-        addons.start_registry(state, plan.host_ip)
-    except BaseException:
-        # control.up saves plan.json only after this returns, so its clean-up could not find the network.
-        processes.stop(state, "registry")
-        teardown(plan, state)
-        raise
-    return replace(plan, extra={**plan.extra, "api_advertise_ip": plan.host_ip})
+    netns.create(plan)
+    addons.start_registry(state, plan.host_ip, b, _log)
 
 
 def _kubeconfig(path: Path, server: str, ca: pki.Pair, cert: pki.Pair) -> Path:
@@ -123,8 +117,7 @@ def _kubeconfig(path: Path, server: str, ca: pki.Pair, cert: pki.Pair) -> Path:
            "users": [{"name": "lab", "user": {"client-certificate": str(cert.cert), "client-key": str(cert.key)}}],
            "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "lab"}}],
            "current-context": "lab"}
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    path.chmod(0o600)
+    write_private(path, yaml.safe_dump(cfg, sort_keys=False))
     return path
 
 
@@ -326,8 +319,7 @@ def start_nodes(plan: LabPlan, state: Path, b: binaries.Binaries, certs: dict[st
 
 
 def start_addons(plan: LabPlan, state: Path, b: binaries.Binaries) -> None:
-    """Images into the lab registry, then CoreDNS behind kube-dns; returns when DNS answers."""
-    addons.publish_images(b, plan.host_ip, _log)
+    """CoreDNS behind kube-dns; returns when DNS answers."""
     addons.start_coredns(plan, state, b, kubectl)
 
 
@@ -407,15 +399,22 @@ def _remove_host_leftovers(state: Path) -> bool:
     return found
 
 
-def teardown(plan: LabPlan, state: Path) -> bool:
-    """Remove everything real nodes made (after control.down stopped the recorded processes)."""
+def teardown(plan: LabPlan, state: Path, log=_log) -> bool:
+    """Remove everything real nodes made (after control.down stopped the recorded processes). Each
+    step runs whatever the previous ones met; what could not be undone is reported, not fatal."""
     found = _kill_in_namespaces(netns.namespace_inodes(plan, state))
     found |= _remove_host_leftovers(state)
     found |= _unmount_under(state)
     found |= netns.destroy(plan)
     for node in plan.node_names:
-        found |= _remove_cgroup_root(node)
-    found |= netns.restore_sysctls(state)
-    for leftover in ("kube-proxy.kubeconfig", "registry.yml"):
+        try:
+            found |= _remove_cgroup_root(node)
+        except OSError as exc:
+            log(f"k8snb lab: could not remove the cgroups of {node}: {exc.strerror} (still in use?)")
+    try:
+        found |= netns.restore_sysctls(state)
+    except (OSError, ValueError) as exc:
+        log(f"k8snb lab: could not restore the host's sysctls from {state / 'host-sysctls.json'}: {exc}")
+    for leftover in ("kube-proxy.kubeconfig", "registry.yml", "registry-push.yml"):
         (state / leftover).unlink(missing_ok=True)
     return found

@@ -3,7 +3,6 @@ file loaded in an offline headless Chromium with no console error, plots drawn, 
 rendered from the embedded widget state. Screenshots go to tests/artifacts/handouts/."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 

@@ -38,8 +38,8 @@ mkdir -p "$out" "$work"
 command -v go >/dev/null || { echo "k8snb lab build: Go is not installed (need Go >= 1.26 to build Kubernetes $K8S_VERSION from source)" >&2; exit 2; }
 
 KUBE_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
-#: Build order (kube-apiserver first: it compiles most of what the other Kubernetes binaries share)
-#: and the seconds each took in a cold build on this project's 2-core machine, for the estimates.
+#: Build order (the Kubernetes binaries first, in one go command) and the seconds each took in a
+#: cold build on this project's 2-core machine, for the estimates.
 ORDER=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok containerd coredns)
 declare -A EXPECTED=([kube-apiserver]=500 [kube-controller-manager]=130 [kube-scheduler]=15 [kubectl]=40
   [kubelet]=45 [kube-proxy]=20 [etcd]=45 [kwok]=125 [containerd]=110 [coredns]=120)
@@ -102,8 +102,14 @@ ldflags_kube() {
   echo "-s -w$x"
 }
 
-build_kube() {
-  (cd "$work/kubernetes" && go build -trimpath -ldflags "$(ldflags_kube)" -o "$out/$1.tmp" "k8s.io/kubernetes/cmd/$1")
+build_kube() {  # build_kube NAME...: one go command for all of them, so that one binary's link
+  # (single-threaded) overlaps the others' compiles; each lands as $out/NAME.tmp
+  local tmp="$out/.kube-build" pkgs=() n
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  for n in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$n"); done
+  (cd "$work/kubernetes" && go build -trimpath -ldflags "$(ldflags_kube)" -o "$tmp/" "${pkgs[@]}") || return 1
+  for n in "$@"; do mv "$tmp/$n" "$out/$n.tmp"; done
+  rmdir "$tmp"
 }
 
 etcd_module() {
@@ -246,36 +252,49 @@ wait_fetched() {  # wait_fetched MODULE: until its download is done; fail with g
   fi
 }
 
+# Steps: the Kubernetes binaries in one go command, every other component in its own.
+steps=() kube=""
+for name in "${todo[@]}"; do
+  case "$name" in kube-*|kubectl|kubelet) kube+="${kube:+ }$name" ;; *) steps+=("$name") ;; esac
+done
+[ -z "$kube" ] || steps=("$kube" "${steps[@]}")
+
 total=0
 for name in "${todo[@]}"; do total=$((total + EXPECTED[$name])); done
 build_start=$(date +%s)
-echo "k8snb lab build: ${#todo[@]} components to build: ${todo[*]} (about $(fmt $total) on 2 cores)"
+echo "k8snb lab build: ${#steps[@]} steps to build ${todo[*]} (about $(fmt $total) on 2 cores)"
 i=0
-for name in "${todo[@]}"; do
+for step in "${steps[@]}"; do
   i=$((i + 1))
+  read -ra names <<< "$step"
+  label=${names[0]} expected=0
+  [ ${#names[@]} -eq 1 ] || label="Kubernetes (${step// /, })"
+  for name in "${names[@]}"; do expected=$((expected + EXPECTED[$name])); done
   start=$(date +%s)
-  echo "k8snb lab build: [$i/${#todo[@]}] $name: downloading modules ..."
-  wait_fetched "$(module_of "$name")"
-  echo "k8snb lab build: [$i/${#todo[@]}] $name: compiling (about $(fmt "${EXPECTED[$name]}") on 2 cores)"
+  echo "k8snb lab build: [$i/${#steps[@]}] $label: downloading modules ..."
+  wait_fetched "$(module_of "${names[0]}")"
+  echo "k8snb lab build: [$i/${#steps[@]}] $label: compiling (about $(fmt $expected) on 2 cores)"
   (
     while sleep 30; do
       now=$(date +%s)
-      echo "k8snb lab build: [$i/${#todo[@]}] $name: $(fmt $((now - start))) so far (about $(fmt "${EXPECTED[$name]}")); whole build $(fmt $((now - build_start)))"
+      echo "k8snb lab build: [$i/${#steps[@]}] ${names[0]}${names[1]:+ ...}: $(fmt $((now - start))) so far (about $(fmt $expected)); whole build $(fmt $((now - build_start)))"
     done
   ) &
   heartbeat=$!
-  case "$name" in
-    kube-*|kubectl|kubelet) build_kube "$name" ;;
-    *) "build_$name" ;;
-  esac 2>&1 || { kill "$heartbeat"; echo "k8snb lab build: $name failed" >&2; exit 1; }
+  case "${names[0]}" in
+    kube-*|kubectl|kubelet) build_kube "${names[@]}" ;;
+    *) "build_${names[0]}" ;;
+  esac 2>&1 || { kill "$heartbeat"; echo "k8snb lab build: $label failed" >&2; exit 1; }
   kill "$heartbeat" 2>/dev/null || true
   heartbeat=
-  for o in $(outputs "$name"); do
-    mv "$out/$o.tmp" "$out/$o"
-    record "$o"
+  for name in "${names[@]}"; do
+    for o in $(outputs "$name"); do
+      mv "$out/$o.tmp" "$out/$o"
+      record "$o"
+    done
   done
   took=$(( $(date +%s) - start ))
-  echo "k8snb lab build: [$i/${#todo[@]}] $name built in $(fmt $took) (whole build $(fmt $(( $(date +%s) - build_start ))))"
+  echo "k8snb lab build: [$i/${#steps[@]}] $label built in $(fmt $took) (whole build $(fmt $(( $(date +%s) - build_start ))))"
   # Kept for bench/: the cold build is measured once, when it happens, not re-run by the benchmark.
-  printf '%s\t%s\t%s\t%s\n' "$name" "$took" "$(nproc)" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >> "$cache/$K8S_VERSION/build-times.tsv"
+  printf '%s\t%s\t%s\t%s\n' "${step// /+}" "$took" "$(nproc)" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >> "$cache/$K8S_VERSION/build-times.tsv"
 done
