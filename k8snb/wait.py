@@ -4,6 +4,10 @@ A learner staring at a silent cell cannot tell "slow" from "broken". Every wait 
 API (no sleep loops), shows progress, stops at its timeout, and when pods do not come up raises
 NotReadyInTime naming the pod, the reason the cluster gives (ErrImagePull, CrashLoopBackOff,
 Unschedulable ...) and its last event.
+
+The timeout is also the deadline of every API call the wait makes: a transient failure (the API
+server restarting, a 503, a dropped watch) is retried within it, and an expired watch (410) makes
+the wait list again, as client-go's informers do.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from .cluster import Cluster
-from .errors import NotFound, NotReadyInTime
+from .errors import Expired, NotFound, NotReadyInTime
 from .names import dns_label
 
 #: Waiting reasons that will not fix themselves within a course cell: fail at once.
@@ -94,20 +98,20 @@ def wait_deployment(cluster: Cluster, name: str, namespace: str = "default",
     dns_label(name, "deployment name")
     dns_label(namespace, "namespace")
     dpath = f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
-    deploy = cluster.api.exists(dpath)
+    deadline = time.monotonic() + timeout
+    deploy = cluster.api.exists(dpath, deadline=deadline)
     if deploy is None:
         raise NotFound(f"Deployment {namespace}/{name} does not exist")
     labels = deploy["spec"]["selector"].get("matchLabels", {})
     selector = ",".join(f"{k}={v}" for k, v in labels.items())
     ppath = f"/api/v1/namespaces/{namespace}/pods"
-    deadline = time.monotonic() + timeout
     bar = tqdm(total=deploy["spec"].get("replicas", 1), desc=f"{name} ready", disable=not progress, leave=False)
     try:
         while True:
-            deploy = cluster.api.get(dpath)
+            deploy = cluster.api.get(dpath, deadline=deadline)
             want = deploy["spec"].get("replicas", 1)
             st = deploy.get("status", {})
-            listed, version = cluster.api.snapshot(ppath, labelSelector=selector)
+            listed, version = cluster.api.snapshot(ppath, deadline=deadline, labelSelector=selector)
             pods = [p for p in listed if not p["metadata"].get("deletionTimestamp")]
             ready = [p for p in pods if _pod_ready(p)]
             bar.total = want
@@ -124,9 +128,7 @@ def wait_deployment(cluster: Cluster, name: str, namespace: str = "default",
             if left <= 0:
                 raise _fail(cluster, namespace, f"Deployment {name}", pods, timeout)
             # Block until something about these pods changes (the tick re-reads the Deployment).
-            for _ in cluster.api.watch(ppath, timeout=min(left, 2.0), labelSelector=selector,
-                                       resourceVersion=version):
-                break
+            _changed(cluster, ppath, min(left, 2.0), labelSelector=selector, resourceVersion=version)
     finally:
         bar.close()
 
@@ -137,7 +139,11 @@ def wait_endpoints(cluster: Cluster, service: str, namespace: str = "default", c
     from .tables import endpoint_records, service_selector
 
     deadline = time.monotonic() + timeout
+    spath = f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
+    selector = f"kubernetes.io/service-name={service}"
     while True:
+        # The list's resourceVersion first: any change after it wakes the watch below.
+        _, version = cluster.api.snapshot(spath, deadline=deadline, labelSelector=selector)
         eps = [e for e in endpoint_records(cluster, namespace, service) if e["ready"]]
         if (count is None and eps) or (count is not None and len(eps) == count):
             return eps
@@ -147,6 +153,19 @@ def wait_endpoints(cluster: Cluster, service: str, namespace: str = "default", c
             raise NotReadyInTime(f"Service {namespace}/{service}: {len(eps)} ready endpoints after {timeout:.0f} s, "
                                  f"expected {count if count is not None else 'at least 1'}"
                                  + ("" if eps else f": no ready endpoints for selector {sel}"))
-        for _ in cluster.api.watch(f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
-                                   timeout=min(left, 2.0), labelSelector=f"kubernetes.io/service-name={service}"):
-            break
+        _changed(cluster, spath, min(left, 2.0), labelSelector=selector, resourceVersion=version)
+
+
+def _changed(cluster: Cluster, path: str, timeout: float, **params: str) -> bool:
+    """Block until the first watch event on `path` after `resourceVersion`, at most `timeout` s.
+
+    True on an event; False when the time ran out or the resourceVersion expired (410): either
+    way the caller lists again, which is exactly what a 410 asks for.
+    """
+    events = cluster.api.watch(path, timeout=timeout, **params)
+    try:
+        return next(events, None) is not None
+    except Expired:
+        return False
+    finally:
+        events.close()
