@@ -6,20 +6,26 @@ returns data. On clusters whose pods cannot run anything (the lab's simulated kw
 """
 from __future__ import annotations
 
+import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import yaml
 from kubernetes import client as kclient
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
+from websocket import WebSocketBadStatusException, WebSocketException
 
 from .cluster import Cluster
-from .errors import ExecFailed, Forbidden, InvalidInput, NotFound, NotReadyInTime
+from .errors import ExecFailed, Forbidden, InvalidInput, K8snbError, NotFound, NotReadyInTime
 from .names import dns_label, dns_subdomain
 
 #: Seconds an exec may take before it is abandoned (a curl loop of 1,000 requests takes ~5 s).
 EXEC_TIMEOUT = 60.0
+#: Seconds between two calls of exec_argv's `stop` check (and the longest it blocks on the socket).
+STOP_CHECK_INTERVAL = 1.0
 CLUSTER_DOMAIN = "cluster.local"
 
 
@@ -62,8 +68,18 @@ def pod_for(cluster: Cluster, app: str, namespace: str = "default") -> str:
 
 
 def exec_argv(cluster: Cluster, pod: str, argv: list[str], namespace: str = "default",
-              container: str | None = None, timeout: float = EXEC_TIMEOUT) -> ExecResult:
-    """Run `argv` in `pod` and return its exit code and output. `argv` is a list: no shell parses it."""
+              container: str | None = None, timeout: float = EXEC_TIMEOUT,
+              stop: Callable[[], str | None] | None = None,
+              on_stdout: Callable[[str], None] | None = None) -> ExecResult:
+    """Run `argv` in `pod` and return its exit code and output. `argv` is a list: no shell parses it.
+
+    `stop`, when given, is called about once a second while the command runs; a non-empty answer
+    (the reason) ends the exec at once with ExecFailed. Whatever ends the exec early (`stop`, the
+    timeout, a dropped connection, KeyboardInterrupt) closes its websocket, and the container
+    runtime then kills the command; an ExecFailed carries the output printed so far in `stdout`
+    and `stderr`. `on_stdout` receives each piece of stdout as it arrives (so a caller keeps it
+    even when a KeyboardInterrupt ends the exec).
+    """
     if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
         raise InvalidInput("the command must be a non-empty list of strings (argv), not a shell string")
     dns_subdomain(pod, "pod name")
@@ -75,34 +91,43 @@ def exec_argv(cluster: Cluster, pod: str, argv: list[str], namespace: str = "def
                       container=container, stderr=True, stdin=False, stdout=True, tty=False,
                       _preload_content=False, _request_timeout=timeout)
     except ApiException as exc:
-        status = exc.status or 0
-        if status == 403:
-            raise Forbidden(f"exec into pod {namespace}/{pod} is forbidden: the account lacks 'create' on "
-                            "pods/exec in this namespace") from None
-        if status == 404:
-            raise NotFound(f"pod {namespace}/{pod} does not exist") from None
-        raise ExecFailed(f"exec into pod {namespace}/{pod} failed: {exc.reason or exc}") from None
-    except Exception as exc:  # noqa: BLE001 — websocket errors come in many types; keep the message
-        text = str(exc)
-        if "403" in text or "Forbidden" in text:
-            raise Forbidden(f"exec into pod {namespace}/{pod} is forbidden: {text}") from None
-        raise ExecFailed(f"exec into pod {namespace}/{pod} failed: {text}") from None
+        raise _exec_error(exc, namespace, pod) from None
+    except Exception as exc:  # noqa: BLE001 — the client's own failures come in many types; keep the words
+        raise ExecFailed(f"exec into pod {namespace}/{pod} failed: {exc}") from None
     out, err = [], []
     deadline = started + timeout
+    next_check = started + STOP_CHECK_INTERVAL
+
+    def failed(message: str) -> ExecFailed:
+        return ExecFailed(message, stdout="".join(out), stderr="".join(err))
+
     try:
         while resp.is_open():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ExecFailed(f"{argv[0]} in pod {namespace}/{pod} did not finish within {timeout:.0f} s")
-            resp.update(timeout=min(left, 1.0))
+            now = time.monotonic()
+            if now >= deadline:
+                raise failed(f"{argv[0]} in pod {namespace}/{pod} did not finish within {timeout:.0f} s; "
+                             "it was stopped")
+            if stop is not None and now >= next_check:
+                reason = stop()
+                if reason:
+                    raise failed(f"{argv[0]} in pod {namespace}/{pod} was stopped: {reason}")
+                next_check = time.monotonic() + STOP_CHECK_INTERVAL
+            try:
+                resp.update(timeout=min(deadline - now, STOP_CHECK_INTERVAL))
+            except (WebSocketException, OSError) as exc:
+                raise failed(f"the exec session with pod {namespace}/{pod} broke off: {exc or type(exc).__name__}"
+                             ) from None
             if resp.peek_stdout():
                 out.append(resp.read_stdout())
+                if on_stdout is not None:
+                    on_stdout(out[-1])
             if resp.peek_stderr():
                 err.append(resp.read_stderr())
         try:
             code = resp.returncode
-        except (ValueError, KeyError, TypeError) as exc:
-            # The runtime could not start the command at all; the status says why in prose.
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError, yaml.YAMLError) as exc:
+            # The runtime could not start the command at all, or the session ended without a
+            # status (the pod went away): the status, if any, says why in prose.
             text = str(exc)
             err.append(text)
             # "failed to start exec ... OCI runtime exec failed: ... executable file not found"
@@ -112,11 +137,43 @@ def exec_argv(cluster: Cluster, pod: str, argv: list[str], namespace: str = "def
         resp.close()
     stderr = "".join(err)
     if code is None or code == -1:
-        raise ExecFailed(f"{argv[0]} in pod {namespace}/{pod} ended without an exit status: {stderr[-300:]}")
+        raise ExecFailed(f"{argv[0]} in pod {namespace}/{pod} ended without an exit status "
+                         f"(was the pod deleted?): {stderr[-300:]}", stdout="".join(out), stderr=stderr)
     if code in (126, 127) or "executable file not found" in stderr or "no such file or directory" in stderr.lower():
         raise ExecFailed(f"pod {namespace}/{pod} has no '{argv[0]}' (exit {code}); use a client image that "
-                         "ships it, such as the article's nicolaka/netshoot")
+                         "ships it, such as the article's nicolaka/netshoot", stdout="".join(out), stderr=stderr)
     return ExecResult(pod, tuple(argv), code, "".join(out), stderr, time.monotonic() - started)
+
+
+def _exec_error(exc: ApiException, namespace: str, pod: str) -> K8snbError:
+    """The exception for an exec the API server refused, from the status of its answer.
+
+    The websocket client reports a refused handshake as ApiException(status=0) raised while
+    handling websocket's own exception, which keeps the real status and the API Status body.
+    """
+    status, reason, message = exc.status or None, None, exc.reason or str(exc)
+    cause = exc.__context__
+    if isinstance(cause, WebSocketBadStatusException):
+        status = cause.status_code
+        reason = cause.status_message
+        try:
+            body = json.loads(cause.resp_body or b"")
+            reason, message = body.get("reason") or reason, body.get("message") or message
+        except (ValueError, AttributeError):
+            pass
+    elif exc.body:
+        try:
+            body = json.loads(exc.body)
+            reason, message = body.get("reason") or exc.reason, body.get("message") or message
+        except (ValueError, AttributeError, TypeError):
+            pass
+    tags = {"status": status, "reason": reason}
+    if status == 403:
+        return Forbidden(f"exec into pod {namespace}/{pod} is forbidden: the account lacks 'create' on "
+                         f"pods/exec in this namespace ({message})", **tags)
+    if status == 404:
+        return NotFound(f"pod {namespace}/{pod} does not exist", **tags)
+    return ExecFailed(f"exec into pod {namespace}/{pod} failed: {message}", **tags)
 
 
 # --- curl ------------------------------------------------------------------------------------------

@@ -15,6 +15,9 @@ Request frame, one row per request (REQUEST_COLUMNS):
 - `mode` (str): 'measured' (real requests) or 'modeled' (kube-proxy's rules replayed by
   `modeled_sample()` where requests cannot reach pods, e.g. a lab without real nodes).
 
+Measured frames also carry `new_connection` (bool) and `error` (why a request failed; missing when
+it got its page); see `parse_curl_loop`.
+
 Modeled and measured rows are never mixed silently: `summarize()` refuses a frame holding both.
 """
 from __future__ import annotations
@@ -29,7 +32,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 from scipy.stats import chisquare
 
-from .errors import InvalidInput, NotFound
+from .errors import ExecFailed, InvalidInput, K8snbError, NotFound, SampleIncomplete
 
 REQUEST_COLUMNS = ("request", "server_address", "server_name", "pod", "node", "latency_ms", "ok", "mode")
 MODES = ("measured", "modeled")
@@ -287,22 +290,37 @@ def sweep_frame(results: Mapping[int, pd.DataFrame],
 _MARK = "__k8snb__"
 #: Requests per exec call: curl's URL glob expands [0-N] into N+1 transfers in a single process.
 MAX_REQUESTS = 5000
+#: Seconds one request may take (curl's --max-time) and may spend connecting (--connect-timeout):
+#: a replica that does not answer costs one row marked failed, never the whole sample.
+REQUEST_TIMEOUT = 5
+CONNECT_TIMEOUT = 2
 
 
 def _curl_loop_argv(url: str, n: int, fresh: bool) -> list[str]:
     """curl fetching `url` n times in one process; 'Connection: close' forces a new TCP connection
-    (and so a new kube-proxy decision) for every request."""
+    (and so a new kube-proxy decision) for every request.
+
+    After each transfer curl prints one tab-separated marker line: HTTP code, total seconds, new
+    connections, the remote IP, curl's exit code for that transfer and its error message (the
+    last two exist since curl 7.75; an older curl leaves them empty)."""
     sep = "&" if "?" in url else "?"
-    argv = ["curl", "-sS", "--max-time", "5", "-w",
-            f"\n{_MARK} %{{http_code}} %{{time_total}} %{{num_connects}} %{{remote_ip}}\n",
-            f"{url}{sep}k8snb=[0-{n - 1}]"]
+    fields = "\t".join(("%{http_code}", "%{time_total}", "%{num_connects}", "%{remote_ip}",
+                        "%{exitcode}", "%{errormsg}"))
+    argv = ["curl", "-sS", "--max-time", str(REQUEST_TIMEOUT), "--connect-timeout", str(CONNECT_TIMEOUT),
+            "-w", f"\n{_MARK}\t{fields}\n", f"{url}{sep}k8snb=[0-{n - 1}]"]
     if fresh:
         argv[1:1] = ["-H", "Connection: close"]
     return argv
 
 
 def parse_curl_loop(stdout: str, endpoints: Sequence[Mapping] = ()) -> pd.DataFrame:
-    """Turn the output of `_curl_loop_argv` into the request frame (one row per request)."""
+    """Turn the output of `_curl_loop_argv` into the request frame (one row per request).
+
+    Besides REQUEST_COLUMNS the frame has `new_connection` (bool) and `error` (str; missing, as
+    None or NaN, when the request got its page): curl's message ('Connection timed out ...'), 'HTTP 503', or 'no hello
+    page' when something answered that is not the demo page. Output cut off in the middle of a
+    request (an interrupted sample) yields no row for that request.
+    """
     by_address = {f"{e['address']}:{e['port']}": e for e in endpoints}
     by_pod = {e.get("pod"): e for e in endpoints if e.get("pod")}
     rows, body = [], []
@@ -310,16 +328,30 @@ def parse_curl_loop(stdout: str, endpoints: Sequence[Mapping] = ()) -> pd.DataFr
         if not line.startswith(_MARK):
             body.append(line)
             continue
-        _, code, total, connects = line.split()[:4]
+        parts = line.split("\t") if "\t" in line else line.split()
+        code, total, connects = (parts[1:4] + ["", "", ""])[:3]
+        exitcode, errormsg = (parts[5:7] + ["", ""])[:2]
         fields = parse_hello("\n".join(body))
         body = []
         ep = by_address.get(fields["server_address"] or "") or by_pod.get(fields["server_name"]) or {}
+        answered = code.startswith("2")
+        if exitcode not in ("", "0"):
+            error = errormsg.strip() or f"curl exit code {exitcode}"
+        elif not answered:
+            error = f"HTTP {code}" if code and code != "000" else (errormsg.strip() or "no answer")
+        elif fields["server_address"] is None:
+            error = "no hello page in the answer"
+        else:
+            error = None
+        try:
+            latency = float(total) * 1000.0
+        except ValueError:
+            latency = math.nan
         rows.append({"request": len(rows), "server_address": fields["server_address"],
                      "server_name": fields["server_name"], "pod": ep.get("pod") or fields["server_name"],
-                     "node": ep.get("node"), "latency_ms": float(total) * 1000.0,
-                     "ok": code.startswith("2") and fields["server_address"] is not None,
-                     "mode": "measured", "new_connection": connects != "0"})
-    return pd.DataFrame(rows, columns=[*REQUEST_COLUMNS, "new_connection"])
+                     "node": ep.get("node"), "latency_ms": latency, "ok": error is None,
+                     "mode": "measured", "new_connection": connects not in ("0", ""), "error": error})
+    return pd.DataFrame(rows, columns=[*REQUEST_COLUMNS, "new_connection", "error"])
 
 
 def sample(cluster, n: int = 100, service: str = "nginx-svc", namespace: str = "default",
@@ -333,6 +365,14 @@ def sample(cluster, n: int = 100, service: str = "nginx-svc", namespace: str = "
 
     On clusters whose pods cannot carry traffic (simulated nodes) — or with `modeled=True` — the
     rows are produced by `modeled_sample()` from the real EndpointSlices, marked mode='modeled'.
+
+    A request that fails is a row with ok False and its reason in `error`; `attrs['failed']`
+    counts them. Each request is bounded (REQUEST_TIMEOUT s) and so is the whole run (30 s plus
+    50 ms per request). When the run cannot finish — the client pod is deleted (noticed within
+    about a second), the time is up, the session breaks — SampleIncomplete says why, naming the
+    pod, and its `rows` hold the requests that did complete. On Ctrl-C (KeyboardInterrupt) the
+    interrupt goes on, with those rows in its `rows` attribute. Either way the exec session is
+    closed, and the container runtime stops curl in the pod.
     """
     from .names import dns_label
     from .probe import can_carry_traffic, exec_argv, pod_for
@@ -355,8 +395,41 @@ def sample(cluster, n: int = 100, service: str = "nginx-svc", namespace: str = "
         return modeled_sample(endpoints, n, proxy_mode="iptables", session_affinity=affinity, seed=seed)
     pod = from_pod or pod_for(cluster, "netshoot", namespace)
     url = f"http://{service}" + ("" if port == 80 else f":{port}") + "/"
-    res = exec_argv(cluster, pod, _curl_loop_argv(url, n, fresh_connections), namespace,
-                    timeout=30 + n * 0.05)
-    frame = parse_curl_loop(res.stdout, endpoints)
-    frame.attrs.update(mode="measured", seconds=res.seconds, client_pod=pod, fresh_connections=fresh_connections)
+    received: list[str] = []
+
+    def frame_so_far(**attrs) -> pd.DataFrame:  # noqa: ANN003
+        frame = parse_curl_loop("".join(received), endpoints)
+        frame.attrs.update(mode="measured", client_pod=pod, fresh_connections=fresh_connections, requested=n,
+                           failed=int((~frame["ok"].astype(bool)).sum()), **attrs)
+        return frame
+
+    try:
+        res = exec_argv(cluster, pod, _curl_loop_argv(url, n, fresh_connections), namespace,
+                        timeout=30 + n * 0.05, stop=lambda: _client_gone(cluster, namespace, pod),
+                        on_stdout=received.append)
+    except ExecFailed as exc:
+        rows = frame_so_far(incomplete=str(exc))
+        raise SampleIncomplete(f"{exc} — {len(rows)} of {n} requests completed (their rows are in the "
+                               "exception's `rows`)", rows=rows, status=exc.status, reason=exc.reason,
+                               stdout=exc.stdout, stderr=exc.stderr) from None
+    except KeyboardInterrupt as exc:
+        rows = frame_so_far(incomplete="interrupted")
+        exc.rows = rows
+        exc.add_note(f"k8snb: sample interrupted after {len(rows)} of {n} requests; curl in pod {namespace}/{pod} "
+                     "was stopped; the rows are in this exception's `rows` (sys.last_value.rows)")
+        raise
+    frame = frame_so_far(seconds=res.seconds)
     return frame
+
+
+def _client_gone(cluster, namespace: str, pod: str) -> str | None:  # noqa: ANN001
+    """Why the client pod can no longer run the sample (deleted or being deleted), else None."""
+    try:
+        obj = cluster.api.exists(f"/api/v1/namespaces/{namespace}/pods/{pod}")
+    except K8snbError:
+        return None  # cannot tell (not allowed to get pods, API flaky): the exec's own bounds still hold
+    if obj is None:
+        return f"the client pod {namespace}/{pod} was deleted"
+    if obj["metadata"].get("deletionTimestamp"):
+        return f"the client pod {namespace}/{pod} is being deleted"
+    return None
