@@ -213,5 +213,9 @@ def test_postbuild_and_start_as_non_root(binder_home, mirror):
             jupyter.wait(timeout=30)
         except subprocess.TimeoutExpired:
             jupyter.kill()
+        # The lab starts in the background: let `lab up` finish (it holds the lab's lock) before `down`.
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and "k8snb-lab-exit" not in (log.read_text() if log.exists() else "x"):
+            time.sleep(0.5)
         down = as_user([str(venv / "bin" / "k8snb"), "lab", "down"], env, timeout=120)
         assert down.returncode == 0, down.stderr
