@@ -5,6 +5,7 @@ turned into functions that return DataFrames the notebooks plot.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 
@@ -16,7 +17,7 @@ from .manifests import scale
 from .names import dns_label, replicas as check_replicas
 from .probe import can_carry_traffic, pod_for
 from .tables import endpoints
-from .traffic import sample, sweep_frame
+from .traffic import parse_kube_svc_chain, sample, sweep_frame
 from .wait import wait_deployment, wait_endpoints
 
 
@@ -31,7 +32,7 @@ def scale_and_wait(cluster: Cluster, replicas: int, deployment: str = "nginx-hel
                        timeout=timeout)
     eps = endpoints(cluster, service, namespace)
     if replicas and can_carry_traffic(cluster):
-        _wait_reachable(cluster, service, namespace, set(eps.loc[eps["ready"], "pod"].dropna()))
+        _wait_programmed(cluster, service, namespace, set(eps.loc[eps["ready"], "pod"].dropna()))
     return eps
 
 
@@ -56,6 +57,57 @@ def _wait_reachable(cluster: Cluster, service: str, namespace: str, pods: set[st
                                  f"not reached through the Service after {REACHABLE_TIMEOUT:.0f} s (kube-proxy?)")
         frame = sample(cluster, PROBES_PER_REPLICA * len(pods), service, namespace)
         seen |= set(frame.loc[frame["ok"], "pod"])
+
+
+def programmed_endpoints(cluster: Cluster, service: str, namespace: str) -> dict[str, set[str]] | None:
+    """Node -> the 'ip:port' endpoints kube-proxy has written for `service` in that node's iptables,
+    read from each node's network namespace; None where they cannot be read (another cluster than
+    the lab with real nodes, or no root)."""
+    if not (cluster.is_lab and os.geteuid() == 0):
+        return None
+    from .lab import node_iptables
+    from .lab.control import status
+
+    plan = status().plan
+    if not plan or plan.get("nodes_mode") != "real":
+        return None
+    out = {}
+    for node in plan["node_names"]:
+        try:
+            rules = parse_kube_svc_chain(node_iptables(node, "nat"), service, namespace)
+        except NotFound:  # no chain (yet, or any more): no endpoint programmed
+            out[node] = set()
+            continue
+        out[node] = set(rules["endpoint"].dropna())
+    return out
+
+
+#: Upper bound for every node's kube-proxy to program a changed set of endpoints (its minSyncPeriod
+#: is 1 s on the lab and kind; a loaded 2-core machine needs a few more).
+PROGRAMMED_TIMEOUT = 30.0
+
+
+def _wait_programmed(cluster: Cluster, service: str, namespace: str, pods: set[str]) -> None:
+    """Return once every node's kube-proxy sends the Service's new connections to exactly the ready
+    endpoints `pods` (none to a pod that is going away). Read from the nodes' rules where the
+    course can (the lab's real nodes); elsewhere, until requests reach every ready pod."""
+    eps = endpoints(cluster, service, namespace)
+    ready = eps[eps["ready"].astype(bool) & eps["pod"].isin(pods)]
+    wanted = {f"{ip}:{port}" for ip, port in zip(ready["address"], ready["port"])}
+    deadline = time.monotonic() + PROGRAMMED_TIMEOUT
+    while True:
+        programmed = programmed_endpoints(cluster, service, namespace)
+        if programmed is None:
+            _wait_reachable(cluster, service, namespace, pods)
+            return
+        behind = {node: sorted(got ^ wanted) for node, got in programmed.items() if got != wanted}
+        if not behind:
+            return
+        if time.monotonic() > deadline:
+            raise NotReadyInTime(
+                f"Service {namespace}/{service}: kube-proxy has not programmed the ready endpoints within "
+                f"{PROGRAMMED_TIMEOUT:.0f} s; differing on " + "; ".join(f"{n}: {d}" for n, d in behind.items()))
+        time.sleep(0.2)
 
 
 def _endpoint_count(cluster: Cluster, service: str, namespace: str, replicas: int) -> int:
@@ -117,6 +169,11 @@ def replace_pod(cluster: Cluster, app: str = "nginx", namespace: str = "default"
             raise NotReadyInTime(f"no replacement pod for {victim['pod']} became ready within {timeout:.0f} s")
         wait_endpoints(cluster, service, namespace, count=len(before), timeout=max(1.0, deadline - time.monotonic()))
     new = fresh.iloc[0]
+    if mode == "measured":
+        # Returned only when every node's kube-proxy sends new connections to the new set of
+        # endpoints: a request made next cannot reach the pod that was deleted.
+        ready = after[after["ready"].astype(bool)]
+        _wait_programmed(cluster, service, namespace, set(ready["pod"].dropna()))
     out = pd.DataFrame([
         {"phase": "before", "pod": victim["pod"], "ip": victim["address"], "node": victim["node"],
          "answered_share": None},

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ..errors import LabError
 from .plan import cache_dir
+from .secure import checked_dir
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 KWOK = ("kwok",)
@@ -309,6 +310,9 @@ def ensure(components: tuple[str, ...], version: str | None = None, rebuild: boo
     if not _VERSION.match(version):
         raise LabError(f"unknown Kubernetes version {version!r}: expected the form v1.MINOR.PATCH, e.g. v1.37.2")
     names = tuple(o for c in components for o in outputs(c))
+    # Root runs what is here: no other user may own or write the cache (see secure.checked_dir).
+    checked_dir(cache_dir())
+    checked_dir(bin_dir(version))
     if rebuild:
         for name in names:
             (bin_dir(version) / name).unlink(missing_ok=True)

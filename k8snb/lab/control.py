@@ -316,6 +316,13 @@ def _health(plan: LabPlan, state: Path) -> list[str]:
     return problems
 
 
+def _state() -> Path:
+    """The lab's state directory, and its parent, checked (see secure.checked_dir): the state
+    steers root (PIDs to signal, paths to unmount), so no other user may own or write either."""
+    checked_dir(state_dir().parent)
+    return checked_dir(state_dir())
+
+
 def _read_plan(state: Path) -> LabPlan | None:
     plan_file = state / "plan.json"
     return LabPlan.load(plan_file) if os.path.lexists(plan_file) else None
@@ -323,7 +330,7 @@ def _read_plan(state: Path) -> LabPlan | None:
 
 def status() -> LabStatus:
     """The lab's health, judged on what it must have. LabError in one line for corrupt state."""
-    state = checked_dir(state_dir())
+    state = _state()
     plan = _read_plan(state)
     procs = [{"name": p.name, "pid": p.pid, "running": p.running} for p in processes.recorded(state)]
     problems: list[str] = []
@@ -363,7 +370,7 @@ def up(plan: LabPlan | None = None, version: str | None = None, rebuild: bool = 
 
 
 def _up(plan: LabPlan, version: str | None, rebuild: bool, merge_kubeconfig: bool) -> LabStatus:
-    state = checked_dir(state_dir())
+    state = _state()
     try:
         current = status()
     except LabError as exc:
@@ -453,7 +460,7 @@ def down(quiet: bool = False) -> bool:
 
 
 def _down(quiet: bool = False) -> bool:
-    state = checked_dir(state_dir())
+    state = _state()
     try:
         plan = _read_plan(state)
     except LabError as exc:
@@ -469,6 +476,11 @@ def _down(quiet: bool = False) -> bool:
     ran = False
     for name in order:
         ran |= processes.stop(state, name)
+    # Started but never recorded (a start killed at that instant), or recorded in a corrupt pidfile.
+    for proc in processes.strays(state, (binaries.cache_dir().resolve(), Path("/usr/bin/docker-registry"))):
+        _log(f"k8snb lab: stopping {proc.name} (pid {proc.pid}), which had no readable pidfile")
+        processes.stop_proc(proc)
+        ran = True
     if plan is not None and plan.nodes_mode == "real":
         from . import realnodes
 

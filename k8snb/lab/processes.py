@@ -104,6 +104,42 @@ def recorded(state: Path) -> list[Proc]:
     return [p for p in (read(state, f.stem) for f in sorted(run.glob("*.pid"))) if p]
 
 
+def strays(state: Path, programs: tuple[Path, ...]) -> list[Proc]:
+    """Processes the lab started but has no (readable) pidfile for: a start killed between spawning
+    a process and recording it, or a corrupt pidfile. Found only among `programs` (the lab's own
+    binaries), and only when their command line names this state directory."""
+    marker = str(state) + "/"
+    roots = tuple(str(p) for p in programs)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        pid = int(entry.name)
+        exe = _exe(pid)
+        if exe is None or not os.path.realpath(exe).removesuffix(" (deleted)").startswith(roots):
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        started = start_time(pid)
+        if marker in cmdline and started is not None:
+            found.append(Proc(Path(exe).name, pid, os.path.realpath(exe).removesuffix(" (deleted)"), True, started))
+    return found
+
+
+def stop_proc(proc: Proc) -> None:
+    """SIGTERM, then SIGKILL after STOP_GRACE; each signal only if the PID is still `proc`."""
+    _signal(proc, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    while time.monotonic() < deadline and _alive(proc):
+        time.sleep(0.1)
+    if _alive(proc):
+        _signal(proc, signal.SIGKILL)
+        while _alive(proc):
+            time.sleep(0.05)
+
+
 def forget_corrupt(state: Path) -> list[str]:
     """Remove pidfiles that cannot be read (their process cannot be identified, so it is not
     signalled); return their names, for `down` to report."""
@@ -123,14 +159,7 @@ def stop(state: Path, name: str) -> bool:
     if proc is None:
         return False
     if proc.running:
-        _signal(proc, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE
-        while time.monotonic() < deadline and _alive(proc):
-            time.sleep(0.1)
-        if _alive(proc):
-            _signal(proc, signal.SIGKILL)
-            while _alive(proc):
-                time.sleep(0.05)
+        stop_proc(proc)
     _pidfile(state, name).unlink(missing_ok=True)
     return proc.running
 

@@ -51,3 +51,30 @@ def require_chromium(path: str) -> None:
         pytest.skip("K8SNB_SKIP_BROWSER is set: browser tests left out")
     pytest.fail("Chromium is missing: `make test` installs Debian's chromium (apt-get install chromium); "
                 "set K8SNB_SKIP_BROWSER=1 to leave the browser tests out")
+
+
+def leftovers(state: Path, node_names: tuple[str, ...]) -> list[str]:
+    """What of a real-nodes lab is still on the host: namespaces, links, routes, iptables and
+    ip6tables rules, mounts, processes and cgroups. Empty when `lab down` removed everything."""
+    found = []
+    netns = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
+    found += [f"netns {n}" for n in sorted(set(node_names) & netns)]
+    found += [f"link {link['ifname']}" for link in ip_json("link", "show")
+              if link["ifname"].startswith(("k8snb", "cni0"))]
+    found += [f"route {r.get('dst')} via {r.get('gateway', r.get('type', '?'))}" for r in ip_json("route", "show")
+              if r.get("dev", "").startswith("k8snb") or r.get("dst", "").startswith(("10.244.", "10.96.", "172.29."))]
+    for tool in ("iptables-save", "ip6tables-save"):
+        saved = subprocess.run([tool], capture_output=True, text=True, check=True).stdout
+        found += [f"{tool}: {line}" for line in saved.splitlines() if "k8snb" in line.lower() or "KUBE-" in line]
+    found += [f"mount {line.split()[4]}" for line in Path("/proc/self/mountinfo").read_text().splitlines()
+              if str(state) in line]
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if str(state) in cmdline:
+                found.append(f"process {proc.name}: {cmdline[:120]}")
+    found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob("*/k8snb-*")]
+    return found

@@ -70,6 +70,37 @@ def test_up_twice_status_and_down_leave_nothing(private_env, tmp_path):
     assert lab("status", env=private_env).returncode == 3
 
 
+def _lab_processes(state: Path) -> list[int]:
+    """PIDs whose command line names this lab's state directory."""
+    marker = str(state) + "/"
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.mark.parametrize("damaged", ["plan.json", "run/etcd.pid"])
+@pytest.mark.parametrize("content", ["", "{not json"])
+def test_corrupt_state_is_one_line_and_down_still_cleans(private_env, tmp_path, damaged, content):
+    args = ("--nodes", "kwok", "--port", str(PORT), "--etcd-port", str(ETCD_PORT))
+    state = tmp_path / "state" / "lab"
+    up = lab("up", *args, env=private_env)
+    assert up.returncode == 0, up.stderr
+    (state / damaged).write_text(content)
+    status = lab("status", env=private_env)
+    assert status.returncode == 1
+    assert len(status.stderr.strip().splitlines()) == 1 and "corrupt" in status.stderr, status.stderr
+    down = lab("down", env=private_env)
+    assert down.returncode == 0, down.stderr
+    assert _lab_processes(state) == []
+    assert not _listening(PORT) and not _listening(ETCD_PORT)
+
+
 def test_port_taken_is_one_line_and_starts_nothing(private_env, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
