@@ -242,8 +242,10 @@ class Api:
             try:
                 raw = self.request("GET", path, params=query, stream=True, timeout=left + READ_TIMEOUT,
                                    deadline=end)
-            except NotReachable:
-                if time.monotonic() >= end:
+            except K8snbError as exc:
+                # `request` retried a transient failure (unreachable, 5xx, 429) until the watch's
+                # end: a window without events. The caller's next list says if it is still down.
+                if isinstance(exc, NotReachable) or exc.status in RETRY_STATUSES:
                     return
                 raise
             got_any = reopen = False

@@ -447,3 +447,11 @@ def test_sample_stops_when_the_client_pod_is_being_deleted():
     assert "being deleted" in traffic._client_gone(cluster, "x", "c")
     assert "was deleted" in traffic._client_gone(Cluster(FakeApi(None), "t", "s", "v", "other"), "x", "c")
     assert traffic._client_gone(Cluster(FakeApi({"metadata": {}}), "t", "s", "v", "other"), "x", "c") is None
+
+
+def test_watch_through_an_outage_ends_at_its_timeout_without_error(server, fast_backoff):
+    for _ in range(200):
+        server.add(503, status(503, "ServiceUnavailable"))
+    started = time.monotonic()
+    assert list(server.api.watch("/api/v1/pods", timeout=1.0)) == []
+    assert 0.8 < time.monotonic() - started < 2
