@@ -67,6 +67,10 @@ def pod_for(cluster: Cluster, app: str, namespace: str = "default") -> str:
     return sorted(ready, key=lambda p: p["metadata"]["name"])[0]["metadata"]["name"]
 
 
+#: Tries to open an exec session when the API server fails to dial the kubelet (before anything runs).
+DIAL_ATTEMPTS = 3
+
+
 def exec_argv(cluster: Cluster, pod: str, argv: list[str], namespace: str = "default",
               container: str | None = None, timeout: float = EXEC_TIMEOUT,
               stop: Callable[[], str | None] | None = None,
@@ -86,14 +90,23 @@ def exec_argv(cluster: Cluster, pod: str, argv: list[str], namespace: str = "def
     dns_label(namespace, "namespace")
     core = kclient.CoreV1Api(cluster.api.client)
     started = time.monotonic()
-    try:
-        resp = stream(core.connect_get_namespaced_pod_exec, pod, namespace, command=list(argv),
-                      container=container, stderr=True, stdin=False, stdout=True, tty=False,
-                      _preload_content=False, _request_timeout=timeout)
-    except ApiException as exc:
-        raise _exec_error(exc, namespace, pod) from None
-    except Exception as exc:  # noqa: BLE001 — the client's own failures come in many types; keep the words
-        raise ExecFailed(f"exec into pod {namespace}/{pod} failed: {exc}") from None
+    for attempt in range(DIAL_ATTEMPTS):
+        try:
+            resp = stream(core.connect_get_namespaced_pod_exec, pod, namespace, command=list(argv),
+                          container=container, stderr=True, stdin=False, stdout=True, tty=False,
+                          _preload_content=False, _request_timeout=timeout)
+            break
+        except ApiException as exc:
+            error = _exec_error(exc, namespace, pod)
+            # The API server could not open its connection to the node's kubelet (a reset or a
+            # timeout under load): nothing ran in the pod, so asking again is safe.
+            if (error.status == 500 and "error dialing backend" in str(error)
+                    and attempt + 1 < DIAL_ATTEMPTS and time.monotonic() - started < timeout / 2):
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            raise error from None
+        except Exception as exc:  # noqa: BLE001 — the client's own failures come in many types; keep the words
+            raise ExecFailed(f"exec into pod {namespace}/{pod} failed: {exc}") from None
     out, err = [], []
     deadline = started + timeout
     next_check = started + STOP_CHECK_INTERVAL
