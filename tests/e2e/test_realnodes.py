@@ -24,7 +24,7 @@ import pytest
 
 from k8snb.lab.plan import state_dir
 from k8snb.traffic import parse_hello
-from labtools import RunningLab, ip_json
+from labtools import RunningLab, ip_json, leftovers
 
 pytestmark = pytest.mark.realnodes
 
@@ -223,18 +223,4 @@ def test_down_leaves_nothing(lab: Lab):
     from k8snb.lab import down
 
     down()
-    names = set(lab.plan.node_names)
-    assert not names & set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
-    links = {link["ifname"] for link in ip_json("link", "show")}
-    assert not {n for n in links if n.startswith(("k8snb", "cni0", "veth"))}, links
-    saved = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
-    assert "k8snb" not in saved.lower() and "KUBE-" not in saved
-    assert str(lab.state) not in Path("/proc/self/mountinfo").read_text()
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            assert str(lab.state) not in cmdline, cmdline
-    assert not list(Path("/sys/fs/cgroup").glob("*/k8snb-*"))
+    assert leftovers(lab.state, lab.plan.node_names) == []
