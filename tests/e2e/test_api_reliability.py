@@ -340,8 +340,8 @@ def test_sample_with_its_client_pod_deleted_mid_run(real_cluster, real_ns):
     wait.wait_endpoints(cluster, "nginx-svc", real_ns, count=2, timeout=60)
     client = probe.pod_for(cluster, "netshoot", real_ns)
     # The longest run sample() allows (MAX_REQUESTS requests, each on a new connection) lasts well
-    # beyond the deletion, two seconds in.
-    deleter = threading.Timer(2.0, cluster.api.delete, (f"/api/v1/namespaces/{real_ns}/pods/{client}",))
+    # beyond the deletion, 1.5 s in.
+    deleter = threading.Timer(1.5, cluster.api.delete, (f"/api/v1/namespaces/{real_ns}/pods/{client}",))
     deleter.start()
     started = time.monotonic()
     try:
@@ -350,7 +350,7 @@ def test_sample_with_its_client_pod_deleted_mid_run(real_cluster, real_ns):
     finally:
         deleter.cancel()
     took = time.monotonic() - started
-    assert took < 2.0 + 5, f"the deletion was noticed only after {took:.1f} s"
+    assert took < 1.5 + 5, f"the deletion was noticed only after {took:.1f} s"
     exc = info.value
     assert client in str(exc) and "deleted" in str(exc)
     rows = exc.rows
