@@ -398,7 +398,7 @@ def _up(plan: LabPlan, version: str | None, rebuild: bool, merge_kubeconfig: boo
     if plan.nodes_mode == "real":
         from . import realnodes
 
-        realnodes.preflight(plan)
+        realnodes.preflight(plan, state)
         b = realnodes.provision(binaries.CONTROL_PLANE + binaries.REAL_NODES, version, rebuild)
     else:
         b = binaries.ensure(binaries.CONTROL_PLANE + binaries.KWOK, version=version, rebuild=rebuild, log=_log)

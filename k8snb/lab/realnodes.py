@@ -1,13 +1,13 @@
 """Real nodes for the lab: each node a network namespace with its own containerd, kubelet, kube-proxy.
 
 `k8snb lab up --nodes real` (root only) calls, in this order:
-  preflight(plan)                       root, no clash with the host's routes
+  preflight(plan, state)                root, socket paths, no clash with the host's routes
   provision(components, ...) -> b       host packages (recipes/host-setup.sh), binaries, images
-  prepare_host(plan, state) -> plan     lab bridge and node namespaces; API advertised on the bridge
+  prepare_host(plan, state, b)          lab bridge and node namespaces, guard rails, the registry (images pushed)
   start_nodes(plan, state, b, certs)    containerd + kubelet + kube-proxy per node, CNI once podCIDRs exist
                                         (bridge + routes, or ptp + proxy ARP: see netns)
-  start_addons(plan, state, b)          images into the local registry, CoreDNS
-and `down` calls teardown(plan, state).
+  start_addons(plan, state, b)          CoreDNS, once kube-dns answers
+and `down` calls teardown(plan, state), which removes whatever of all that exists.
 
 The control plane stays on the host. Node processes run in their node's network namespace but in
 the host's mount namespace (see processes.start), so their mounts live under the lab's state
@@ -63,11 +63,21 @@ def _missing_tools() -> list[str]:
     return missing
 
 
-def preflight(plan: LabPlan) -> None:
-    """Root, and no overlap with the host's own network: checked before anything is built."""
+#: The longest Unix socket path Linux accepts (sun_path), which containerd checks for its sockets.
+SOCKET_PATH_MAX = 104
+
+
+def preflight(plan: LabPlan, state: Path) -> None:
+    """Root, a state directory short enough for the nodes' sockets, and no overlap with the host's
+    own network: checked before anything is built."""
     if os.geteuid() != 0:
         raise LabError("real nodes need root (network namespaces, containerd, iptables); "
                        "use `k8snb lab up --nodes kwok` for simulated nodes")
+    longest = max(plan.node_names, key=len)
+    socket = _node_dir(state, longest) / "containerd" / "containerd.sock.ttrpc"
+    if len(str(socket)) > SOCKET_PATH_MAX:
+        raise LabError(f"the state directory {state} is too deep for real nodes: containerd's socket "
+                       f"{socket} would exceed {SOCKET_PATH_MAX} bytes; set K8SNB_STATE to a shorter path")
     clashes = netns.conflicts(plan)
     if clashes:
         raise LabError("real nodes cannot start: " + "; ".join(clashes))

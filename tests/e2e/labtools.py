@@ -76,5 +76,5 @@ def leftovers(state: Path, node_names: tuple[str, ...]) -> list[str]:
                 continue
             if str(state) in cmdline:
                 found.append(f"process {proc.name}: {cmdline[:120]}")
-    found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob("*/k8snb-*")]
+    found += [f"cgroup {p}" for node in node_names for p in Path("/sys/fs/cgroup").glob(f"*/{node}")]
     return found

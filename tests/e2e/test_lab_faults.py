@@ -13,9 +13,11 @@ the suite's lab is down). Each start is bounded in time.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,10 +34,14 @@ UP_TIMEOUT = 300
 
 
 @pytest.fixture
-def state(tmp_path) -> Path:
+def state() -> Path:
+    """A short state path: containerd's sockets live below it, and a Unix socket path has at most
+    104 bytes (pytest's tmp_path is too deep)."""
     if os.geteuid() != 0:
         pytest.fail("K8SNB_TEST_FAULTS needs root")
-    return tmp_path / "state"
+    base = Path(tempfile.mkdtemp(prefix="k8snb-f-", dir="/tmp"))
+    yield base / "state"
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _cli(state: Path, *args: str, timeout: float = UP_TIMEOUT) -> subprocess.CompletedProcess:
