@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from . import cidr
 from .cluster import Cluster
 from .cidr import article_samples, article_verdicts
-from .errors import InvalidInput, K8snbError, NotFound
+from .errors import InvalidInput, K8snbError, NotFound, NotReadyInTime
 from .manifests import KINDS, PART_OF, SELECTOR, apply, article, load
 from .names import dns_label, dns_subdomain
 from .probe import can_carry_traffic, curl, exec_argv, nslookup, pod_for, resolve_modeled
@@ -353,23 +353,52 @@ def node_port(cluster: Cluster, service: str = "nginx-nodeport", namespace: str 
     return int(port)
 
 
-def node_port_reach(cluster: Cluster, service: str = "nginx-nodeport", namespace: str = "default") -> pd.DataFrame:
+#: Upper bound for every node to answer on a new NodePort: kube-proxy programs it on each node a
+#: moment after the Service exists (its sync period), and a learner's cell must not run earlier.
+NODE_PORT_TIMEOUT = 60.0
+
+
+def node_port_reach(cluster: Cluster, service: str = "nginx-nodeport", namespace: str = "default",
+                    timeout: float = NODE_PORT_TIMEOUT) -> pd.DataFrame:
     """Ask every node's InternalIP at the Service's nodePort (curl -I from netshoot where pods
-    carry traffic; otherwise the row says it was not measured). One row per node."""
+    carry traffic; otherwise the row says it was not measured). One row per node.
+
+    A new NodePort opens on each node when that node's kube-proxy has programmed it, a few seconds
+    after the Service exists: nodes that do not answer yet are asked again until `timeout`, with a
+    progress bar. A node still silent then is an error naming it, not a row contradicting the
+    sentence above the cell ("every node answers").
+    """
     port = node_port(cluster, service, namespace)
     measured = can_carry_traffic(cluster)
-    rows = []
+    nodes = []
     for node in cluster.api.list("/api/v1/nodes"):
         ip = next((a["address"] for a in node.get("status", {}).get("addresses", [])
                    if a.get("type") == "InternalIP"), None)
-        row = {"node": node["metadata"]["name"], "url": f"{ip}:{port}" if ip else None}
-        if measured and ip:
-            res = curl(cluster, f"{ip}:{port}", namespace=namespace, head=True)
-            row.update(answered=res.ok, reply=res.status_line if res.ok else res.error, mode="measured")
-        else:
+        nodes.append((node["metadata"]["name"], ip))
+    rows = {name: {"node": name, "url": f"{ip}:{port}" if ip else None} for name, ip in nodes}
+    if not measured:
+        for row in rows.values():
             row.update(answered=None, reply="not measured: a simulated node opens no port", mode="modeled")
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["node", "url", "answered", "reply", "mode"])
+        return pd.DataFrame(list(rows.values()), columns=["node", "url", "answered", "reply", "mode"])
+    waiting = {name: ip for name, ip in nodes if ip}
+    deadline = time.monotonic() + timeout
+    with tqdm(total=len(waiting), desc=f"nodes answering on NodePort {port}", leave=False) as bar:
+        while waiting:
+            for name, ip in list(waiting.items()):
+                res = curl(cluster, f"{ip}:{port}", namespace=namespace, head=True)
+                rows[name].update(answered=res.ok, reply=res.status_line if res.ok else res.error, mode="measured")
+                if res.ok:
+                    del waiting[name]
+                    bar.update(1)
+            if waiting and time.monotonic() > deadline:
+                raise NotReadyInTime(
+                    f"NodePort {port} of Service {namespace}/{service}: "
+                    + "; ".join(f"node {n} ({ip}) did not answer within {timeout:.0f} s: {rows[n]['reply']}"
+                                for n, ip in waiting.items())
+                    + ". Is kube-proxy running on those nodes (kubectl -n kube-system get pods -o wide)?")
+            if waiting:
+                time.sleep(1.0)
+    return pd.DataFrame(list(rows.values()), columns=["node", "url", "answered", "reply", "mode"])
 
 
 def external_ip(cluster: Cluster, service: str = "nginx-lb", namespace: str = "default",

@@ -131,7 +131,9 @@ def sweep(cluster: Cluster, replica_counts: Iterable[int] = range(1, 6), n: int 
     results, expected = {}, {}
     for k in counts:
         eps = scale_and_wait(cluster, k, deployment, service, namespace)
-        expected[k] = sorted(set(eps["pod"].dropna()))
+        # The replicas of this step are the ready endpoints: pods still terminating from a larger
+        # count linger in the EndpointSlice (ready False) but are not replicas any more.
+        expected[k] = sorted(set(eps.loc[eps["ready"].astype(bool), "pod"].dropna()))
         results[k] = sample(cluster, n, service, namespace, seed=None if seed is None else seed + k)
     return sweep_frame(results, expected)
 

@@ -46,6 +46,15 @@ def test_sample_measures_each_request_on_a_new_connection(cluster, article):
     assert kept["server_name"].nunique() == 1, "one kept-alive connection stays on one pod"
 
 
+def test_sweep_scaling_down_to_one_lists_exactly_one_replica(cluster, article):
+    """Pods still terminating from 5 replicas are not replicas of the 1-replica step: one row, p = 1.0."""
+    ns, _ = article
+    k8snb.scale_and_wait(cluster, 5, namespace=ns)
+    sweep = k8snb.sweep(cluster, [1], n=100, namespace=ns)
+    assert len(sweep) == 1, sweep
+    assert sweep["count"].tolist() == [100] and sweep["p_value"].tolist() == [1.0]
+
+
 def test_sweep_one_to_five_writes_a_plot(cluster, article, tmp_path):
     ns, _ = article
     sweep = k8snb.sweep(cluster, range(1, 6), n=100, namespace=ns)
