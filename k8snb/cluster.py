@@ -163,6 +163,8 @@ def _flavor(context: str, server: str, version: dict, node_hints: dict) -> str:
         return "minikube"
     if "-gke." in git:
         return "GKE"
+    if ".azmk8s.io" in server or node_hints.get("provider", "").startswith("azure://"):
+        return "AKS"
     return "other"
 
 

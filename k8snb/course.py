@@ -20,6 +20,7 @@ import html
 import json
 import math
 import time
+from dataclasses import dataclass
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -422,6 +423,44 @@ def external_ip(cluster: Cluster, service: str = "nginx-lb", namespace: str = "d
                 return value
             for _ in cluster.api.watch(path, timeout=min(left, 2.0), fieldSelector=f"metadata.name={service}"):
                 break
+
+
+#: Clusters where a LoadBalancer Service makes the cloud provision a real, billed and often
+#: internet-facing load balancer: the course creates one there only when the learner opts in.
+CLOUD_FLAVORS = frozenset({"EKS", "GKE", "AKS"})
+#: What a LoadBalancer Service gets elsewhere, in the course's words.
+LOAD_BALANCER_ELSEWHERE = {
+    "kind": "kind has no load-balancer provider of its own: EXTERNAL-IP stays <pending> unless "
+            "cloud-provider-kind runs beside it, which then gives the Service an address on kind's network.",
+    "minikube": "minikube fills EXTERNAL-IP only while `minikube tunnel` runs; without it, <pending>.",
+    "k3s": "k3s's built-in ServiceLB (klipper-lb) answers: EXTERNAL-IP shows the nodes' own addresses.",
+}
+
+
+@dataclass(frozen=True)
+class LoadBalancerDecision:
+    create: bool
+    reason: str
+
+
+def load_balancer_decision(cluster: Cluster, opt_in: bool = False) -> LoadBalancerDecision:
+    """Whether notebook 04 creates its LoadBalancer Service on this cluster, and why. On a cloud
+    cluster (EKS, GKE, AKS) that provisions a billed, often internet-facing load balancer, so only
+    when the learner opts in; elsewhere it costs nothing and shows what the cluster's provider does."""
+    if cluster.flavor in CLOUD_FLAVORS and not opt_in:
+        return LoadBalancerDecision(False, (
+            f"Not created: on {cluster.flavor} a LoadBalancer Service makes the cloud provision a real load "
+            "balancer, billed by the hour and often reachable from the internet. To see it, set "
+            "CREATE_LOAD_BALANCER = True above and run the cell again; the clean-up cell deletes it."))
+    if cluster.flavor in CLOUD_FLAVORS:
+        return LoadBalancerDecision(True, (
+            f"Created on {cluster.flavor} because you opted in: the cloud provisions a load balancer and "
+            "EXTERNAL-IP may be a hostname; the clean-up cell deletes it (and the cloud its load balancer)."))
+    for flavor, words in LOAD_BALANCER_ELSEWHERE.items():
+        if cluster.flavor.startswith(flavor):
+            return LoadBalancerDecision(True, words)
+    return LoadBalancerDecision(True, "No load-balancer provider is known on this cluster: EXTERNAL-IP "
+                                      "stays <pending> unless one (a cloud, MetalLB ...) fills it.")
 
 
 def service_types(cluster: Cluster, names: tuple[str, ...] = ("nginx-svc", "nginx-nodeport", "nginx-lb"),

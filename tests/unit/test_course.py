@@ -83,3 +83,24 @@ def test_closed_progress_bars_are_dropped_from_handouts():
     kept = nb.cells[0].outputs
     assert [o.get("data", {}).get(view, {}).get("model_id") for o in kept] == ["slider", None]
     nbformat.validate(nb)
+
+
+@pytest.mark.parametrize("flavor", ["EKS", "GKE", "AKS"])
+def test_no_load_balancer_on_a_cloud_cluster_unless_the_learner_opts_in(flavor):
+    from k8snb.cluster import Cluster
+
+    cluster = Cluster(api=None, context="c", server="https://example.invalid", version="v1.37.2", flavor=flavor)
+    decision = course.load_balancer_decision(cluster)
+    assert not decision.create and "billed" in decision.reason and "CREATE_LOAD_BALANCER = True" in decision.reason
+    assert course.load_balancer_decision(cluster, opt_in=True).create
+
+
+@pytest.mark.parametrize("flavor,words", [("kind", "cloud-provider-kind"), ("minikube", "minikube tunnel"),
+                                          ("k3s", "ServiceLB"), ("lab (real nodes)", "<pending>"),
+                                          ("other", "<pending>")])
+def test_load_balancer_elsewhere_is_created_and_described(flavor, words):
+    from k8snb.cluster import Cluster
+
+    cluster = Cluster(api=None, context="c", server="https://example.invalid", version="v1.37.2", flavor=flavor)
+    decision = course.load_balancer_decision(cluster)
+    assert decision.create and words in decision.reason
