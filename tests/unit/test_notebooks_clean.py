@@ -28,5 +28,7 @@ def test_notebook_ends_with_cleanup_and_has_a_summary(path):
     nb = json.loads(path.read_text())
     sources = ["".join(c["source"]) for c in nb["cells"]]
     assert "k8snb.cleanup(cluster)" in sources[-1], f"{path.name} does not end with the cleanup cell"
-    assert any(s.startswith("## What you measured") for s in sources), f"{path.name} has no summary"
+    assert any(s.startswith("## What this run shows") for s in sources), f"{path.name} has no summary"
+    # A modeled run must not be called measured: no heading claims either for the whole notebook.
+    assert not any(s.startswith("## What you measured") for s in sources)
     assert any("course.check_" in s for s in sources), f"{path.name} has no exercise check"
