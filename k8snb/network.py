@@ -41,8 +41,22 @@ def cni_plugin(cluster: Cluster) -> str:
     except Forbidden:
         return "unknown (no permission to list DaemonSets in kube-system)"
     name = guess_cni(d["metadata"]["name"] for d in ds)
-    if cluster.is_lab and name.startswith("unknown"):
+    if not name.startswith("unknown"):
+        return name
+    if cluster.is_lab:
         return "bridge (routed) or ptp (flat) + host-local: the lab's node-local CNI config, no DaemonSet"
+    # CNIs built into the node agent run no DaemonSet: k3s embeds flannel, which still annotates
+    # every node it manages (flannel.alpha.coreos.com/...).
+    try:
+        annotated = any(k.startswith("flannel.alpha.coreos.com/")
+                        for n in cluster.api.list("/api/v1/nodes")
+                        for k in (n["metadata"].get("annotations") or {}))
+    except Forbidden:
+        annotated = False
+    if cluster.flavor == "k3s":
+        return "flannel, built into k3s (VXLAN by default; no DaemonSet)"
+    if annotated:
+        return "flannel, run outside kube-system DaemonSets (its node annotations say so)"
     return name
 
 
