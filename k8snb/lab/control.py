@@ -481,6 +481,14 @@ def _down(quiet: bool = False) -> bool:
         _log(f"k8snb lab: stopping {proc.name} (pid {proc.pid}), which had no readable pidfile")
         processes.stop_proc(proc)
         ran = True
+    if plan is None and os.geteuid() == 0:
+        from . import netns
+
+        if netns.leftovers_by_name(state):
+            # No plan (state deleted, or a reboot lost /run but not the host's rules): the lab's
+            # host objects have fixed names, so remove them by those names.
+            _log("k8snb lab: no plan, but the lab's bridge or namespaces exist; removing them by name")
+            plan = LabPlan(nodes_mode="real")
     if plan is not None and plan.nodes_mode == "real":
         from . import realnodes
 

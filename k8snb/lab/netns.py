@@ -72,6 +72,10 @@ def _guard_rules(plan: LabPlan) -> list[tuple[str, list[str]]]:
     """(chain, rule) pairs the lab adds to the host's filter table, in insertion order."""
     tag = ["-m", "comment", "--comment", COMMENT]
     return [
+        # Frames between the nodes' ports of the lab bridge pass the host's FORWARD chain when
+        # br_netfilter is loaded (kube-proxy needs it in the nodes): accept them, so that a host
+        # whose FORWARD policy is DROP (any Docker engine sets it) still carries pod traffic.
+        ("FORWARD", ["-i", BRIDGE, "-o", BRIDGE, *tag, "-j", "ACCEPT"]),
         ("FORWARD", ["-i", BRIDGE, "!", "-o", BRIDGE, *tag, "-j", "DROP"]),
         ("FORWARD", ["!", "-i", BRIDGE, "-o", BRIDGE, *tag, "-j", "DROP"]),
         ("INPUT", ["-d", plan.node_subnet, *tag, "-j", GUARD_CHAIN]),
@@ -120,11 +124,40 @@ def conflicts(plan: LabPlan) -> list[str]:
     return found
 
 
-def create(plan: LabPlan) -> None:
-    """Bridge, one namespace + veth per node, host routes and guard rules."""
+#: The bridge's alias records which state directory's lab made it ("k8snb-lab:<state dir>").
+ALIAS_PREFIX = "k8snb-lab:"
+
+
+def owner(bridge: str = BRIDGE) -> Path | None:
+    """The state directory of the lab that made the bridge, from its alias (None if unknown)."""
+    try:
+        alias = Path(f"/sys/class/net/{bridge}/ifalias").read_text().strip()
+    except OSError:
+        return None
+    return Path(alias.removeprefix(ALIAS_PREFIX)) if alias.startswith(ALIAS_PREFIX) else None
+
+
+def leftovers_by_name(state: Path) -> list[str]:
+    """The lab's host objects found by their fixed names (the bridge, node namespaces, guard
+    chains), when they belong to the lab of `state` or to a lab whose state is gone; none when
+    the bridge says another lab, whose plan still exists, made them."""
+    made_by = owner()
+    if made_by is not None and made_by != state and (made_by / "plan.json").exists():
+        return []
+    found = [BRIDGE] if Path(f"/sys/class/net/{BRIDGE}").exists() else []
+    netns = set(_run(["ip", "netns", "list"], check=False).stdout.split())
+    found += sorted(n for n in netns if n in LabPlan().node_names)
+    chains = _run(["iptables", "-w", "-S"], check=False).stdout
+    found += [c for c in (GUARD_CHAIN, BRIDGE_CHAIN) if f"-N {c}" in chains]
+    return found
+
+
+def create(plan: LabPlan, state: Path) -> None:
+    """Bridge (its alias naming `state`), one namespace + veth per node, host routes and guard rules."""
     gw = plan.host_ip
     prefix = ipaddress.ip_network(plan.node_subnet).prefixlen
     _run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+    _run(["ip", "link", "set", BRIDGE, "alias", f"{ALIAS_PREFIX}{state}"])
     _disable_ipv6(BRIDGE)
     _run(["ip", "addr", "add", f"{gw}/{prefix}", "dev", BRIDGE])
     _run(["ip", "link", "set", BRIDGE, "up"])

@@ -117,7 +117,7 @@ def prepare_host(plan: LabPlan, state: Path, b: binaries.Binaries) -> None:
     """Create the lab network and the registry (the images pushed, then served read-only on the
     bridge). control.up saved the plan before this, so `down` removes whatever of it exists."""
     netns.save_sysctls(state)
-    netns.create(plan)
+    netns.create(plan, state)
     addons.start_registry(state, plan.host_ip, b, _log)
 
 

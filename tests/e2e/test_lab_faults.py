@@ -3,8 +3,9 @@
 Issue 12's second and fifth acceptance, on real nodes: `lab up` is killed (SIGKILL, then SIGTERM)
 once the bridge exists, once the first control-plane process runs, once the first kubelet runs and
 once CoreDNS is applied; `lab down` must then leave no namespace, link, route, iptables or
-ip6tables rule, mount, process or cgroup, and a final `lab up` gives a working lab. A state
-directory owned by another user is refused before anything is signalled.
+ip6tables rule, mount, process or cgroup, and a final `lab up` gives a working lab. `lab down`
+after the state directory was deleted still removes the lab by its names. A state directory owned
+by another user is refused before anything is signalled.
 
 These tests start and stop real labs under the default names, so they cannot run beside the
 suite's lab: opt in with K8SNB_TEST_FAULTS=1 (as root, no lab running; `.ci/run` runs them after
@@ -93,6 +94,16 @@ def test_interrupted_up_then_down_leaves_nothing(state, stage, sig):
     down = _cli(state, "down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert leftovers(lab, NODES) == []
+
+
+def test_down_after_the_state_directory_was_deleted_removes_the_lab_by_name(state):
+    up = _cli(state, "up", "--nodes", "real")
+    assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+    shutil.rmtree(state / "lab", ignore_errors=True)  # what a user's `rm -rf ~/.local/state/k8snb` does
+    down = _cli(state, "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "removing them by name" in down.stdout
+    assert leftovers(state / "lab", NODES) == []
 
 
 def test_up_after_the_interruptions_gives_a_working_lab(state):
