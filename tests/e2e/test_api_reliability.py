@@ -300,7 +300,7 @@ def real_cluster():
     kubeconfig = os.environ.get("KUBECONFIG") or str(lab.kubeconfig_path())
     st = lab.status()
     if not os.environ.get("KUBECONFIG") and not (st.running and (st.plan or {}).get("nodes_mode") == "real"):
-        pytest.skip("needs the course lab running with real nodes (k8snb lab up --nodes real)")
+        _skip_unless_required("needs the course lab running with real nodes (k8snb lab up --nodes real)")
     saved = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = kubeconfig
     try:
@@ -311,8 +311,15 @@ def real_cluster():
         else:
             os.environ["KUBECONFIG"] = saved
     if not k8snb.can_carry_traffic(cluster):
-        pytest.skip("the cluster's nodes are simulated (kwok): no curl can run")
+        _skip_unless_required("the cluster's nodes are simulated (kwok): no curl can run")
     return cluster
+
+
+def _skip_unless_required(reason: str) -> None:
+    """As conftest's needs_traffic: a skip, unless the run promised real nodes (then a failure)."""
+    if os.environ.get("K8SNB_REQUIRE_REAL"):
+        pytest.fail(f"K8SNB_REQUIRE_REAL is set but {reason}")
+    pytest.skip(reason)
 
 
 @pytest.fixture
@@ -330,6 +337,7 @@ def _curl_processes(cluster, namespace: str, pod: str) -> list[str]:
             line.split(None, 1)[1].startswith("curl")]
 
 
+@pytest.mark.realnodes
 def test_sample_with_its_client_pod_deleted_mid_run(real_cluster, real_ns):
     cluster = real_cluster
     objs = load("nginx-deploy", real_ns) + load("clusterip-svc", real_ns) + load("netshoot", real_ns)
@@ -359,8 +367,40 @@ def test_sample_with_its_client_pod_deleted_mid_run(real_cluster, real_ns):
     # No curl keeps running. The client pod is still terminating (its `sleep infinity` ignores
     # SIGTERM for the 30 s grace period), so `ps` can still look inside it; the replacement client
     # the Deployment starts and the nginx pods never ran the sample's curl, but are checked too.
-    time.sleep(1.0)
-    assert _curl_processes(cluster, real_ns, client) == [], "curl still runs in the deleted client pod"
+    deadline = time.monotonic() + 5
+    while (left := _curl_processes(cluster, real_ns, client)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == [], f"curl still runs in the deleted client pod {client}: {left}"
     for pod in cluster.api.list(f"/api/v1/namespaces/{real_ns}/pods", labelSelector="app=netshoot"):
         if pod.get("status", {}).get("phase") == "Running" and pod["metadata"]["name"] != client:
             assert _curl_processes(cluster, real_ns, pod["metadata"]["name"]) == []
+
+
+@pytest.mark.realnodes
+def test_sample_interrupted_stops_curl_and_keeps_the_rows(real_cluster, real_ns):
+    """Ctrl-C in the middle of a sample: the interrupt goes on, with the rows so far; curl is gone."""
+    import _thread
+
+    cluster = real_cluster
+    objs = load("nginx-deploy", real_ns) + load("clusterip-svc", real_ns) + load("netshoot", real_ns)
+    apply_all(cluster, objs)
+    wait.wait_deployment(cluster, "nginx-hello", real_ns, timeout=120, progress=False)
+    wait.wait_deployment(cluster, "netshoot", real_ns, timeout=120, progress=False)
+    wait.wait_endpoints(cluster, "nginx-svc", real_ns, count=1, timeout=60)
+    client = probe.pod_for(cluster, "netshoot", real_ns)
+    interrupter = threading.Timer(1.5, _thread.interrupt_main)
+    interrupter.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt) as info:
+            traffic.sample(cluster, n=traffic.MAX_REQUESTS, namespace=real_ns, from_pod=client, modeled=False)
+    finally:
+        interrupter.cancel()
+    assert time.monotonic() - started < 1.5 + 3
+    rows = info.value.rows
+    assert 0 < len(rows) < traffic.MAX_REQUESTS and rows["ok"].any()
+    assert any("interrupted" in note for note in info.value.__notes__)
+    deadline = time.monotonic() + 5
+    while (left := _curl_processes(cluster, real_ns, client)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == [], f"curl still runs in {client} after the interrupt: {left}"
