@@ -14,8 +14,8 @@ from . import course, lab
 from .cidr import (aws_max_pods, aws_max_pods_table, article_samples, article_verdicts, classify, usable_pod_ips,
                    vpc_capacity)
 from .cluster import Cluster, connect
-from .errors import (Conflict, ExecFailed, Forbidden, InvalidInput, K8snbError, LabError, NotFound,
-                     NotReachable, NotReadyInTime)
+from .errors import (Conflict, ExecFailed, Expired, Forbidden, InvalidInput, K8snbError, LabError, NotFound,
+                     NotReachable, NotReadyInTime, SampleIncomplete)
 from .manifests import PART_OF, apply, article, cleanup, load, scale
 from .network import address_plan, cni_plugin, network_model, service_range
 from .plots import plot_address_space, plot_spread, plot_sweep
@@ -29,7 +29,7 @@ from .widgets import replica_explorer
 from .doctor import doctor
 
 __all__ = [
-    "Cluster", "Conflict", "ExecFailed", "Forbidden", "InvalidInput", "K8snbError", "LabError", "NotFound",
+    "Cluster", "Conflict", "ExecFailed", "Expired", "Forbidden", "SampleIncomplete", "InvalidInput", "K8snbError", "LabError", "NotFound",
     "NotReachable", "NotReadyInTime", "PART_OF", "address_plan", "apply", "article", "article_samples",
     "article_verdicts", "aws_max_pods", "aws_max_pods_table", "can_carry_traffic", "classify", "cleanup",
     "cni_plugin", "connect", "curl", "endpoints", "exec_argv", "lab", "load", "modeled_sample",

@@ -147,8 +147,8 @@ def _pki(state: Path, plan: LabPlan) -> dict[str, pki.Pair]:
     return {
         "ca": ca,
         "etcd-ca": etcd_ca,
-        "etcd-server": pki.issue(etcd_ca, d, "etcd-server", "k8snb-etcd", server_names=("127.0.0.1", "localhost"),
-                                 client=False),
+        # Client use too, as kubeadm issues it: etcd's own HTTP gateway dials etcd with it.
+        "etcd-server": pki.issue(etcd_ca, d, "etcd-server", "k8snb-etcd", server_names=("127.0.0.1", "localhost")),
         "etcd-peer": pki.issue(etcd_ca, d, "etcd-peer", "k8snb-etcd-peer", server_names=("127.0.0.1", "localhost")),
         "apiserver-etcd-client": pki.issue(etcd_ca, d, "apiserver-etcd-client", "kube-apiserver-etcd-client"),
         "apiserver": pki.issue(ca, d, "apiserver", "kube-apiserver", server_names=names, client=False),
