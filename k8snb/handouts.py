@@ -171,17 +171,24 @@ def _header_cell(cluster, mode: str, seconds: float | None, when: datetime):
     return cell
 
 
-def notebook_client(nb, path: Path, runtime_dir: str, timeout: int = CELL_TIMEOUT):
-    """An nbclient for `nb`, run in the notebook's own folder, its kernel on Unix sockets in
-    `runtime_dir` (a private directory): over TCP, even on loopback, any local user could connect
-    to the kernel, and ipykernel warns about it in every log."""
+def run_notebook(nb, path: Path, timeout: int = CELL_TIMEOUT, env: dict[str, str] | None = None) -> None:
+    """Execute `nb` (read from `path`) in the notebook's own folder, its kernel on Unix sockets in
+    a private temporary directory: over TCP, even on loopback, any local user could connect to the
+    kernel, and ipykernel warns about it in every log. The kernel is shut down afterwards (nbclient
+    leaves a kernel manager it was handed running)."""
     from jupyter_client import KernelManager
     from nbclient import NotebookClient
 
-    km = KernelManager(kernel_name=KERNEL_NAME, transport="ipc",
-                       connection_file=os.path.join(runtime_dir, "kernel.json"))
-    return NotebookClient(nb, km=km, timeout=timeout, kernel_name=KERNEL_NAME, allow_errors=False,
-                          store_widget_state=True, resources={"metadata": {"path": str(path.parent)}})
+    with tempfile.TemporaryDirectory(prefix="k8snb-kernel-") as runtime:
+        km = KernelManager(kernel_name=KERNEL_NAME, transport="ipc",
+                           connection_file=os.path.join(runtime, "kernel.json"))
+        client = NotebookClient(nb, km=km, timeout=timeout, kernel_name=KERNEL_NAME, allow_errors=False,
+                                store_widget_state=True, resources={"metadata": {"path": str(path.parent)}})
+        try:
+            client.execute(**({"env": env} if env is not None else {}))
+        finally:
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
 
 
 def execute(path: Path, env: dict[str, str], timeout: int = CELL_TIMEOUT):
@@ -192,11 +199,10 @@ def execute(path: Path, env: dict[str, str], timeout: int = CELL_TIMEOUT):
     nb = nbformat.read(path, as_version=4)
     started = time.monotonic()
     error = ""
-    with tempfile.TemporaryDirectory(prefix="k8snb-kernel-") as runtime:
-        try:
-            notebook_client(nb, path, runtime, timeout).execute(env=env)
-        except CellExecutionError as exc:
-            error = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+    try:
+        run_notebook(nb, path, timeout, env)
+    except CellExecutionError as exc:
+        error = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
     return nb, time.monotonic() - started, error
 
 

@@ -46,10 +46,10 @@ def test_there_are_five_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(path, cluster, tmp_path):
+def test_notebook_runs_top_to_bottom(path, cluster):
     nb = nbformat.read(path, as_version=4)
     started = time.monotonic()
-    handouts.notebook_client(nb, path, str(tmp_path)).execute()
+    handouts.run_notebook(nb, path)
     seconds = time.monotonic() - started
     print(f"{path.name}: {seconds:.1f} s")
     errors = [out for cell in nb.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
@@ -64,13 +64,13 @@ def test_notebook_runs_top_to_bottom(path, cluster, tmp_path):
         assert answered and answered.group(1) == answered.group(2), answered and answered.group(0)
 
 
-def test_notebooks_converge_when_run_twice(cluster, tmp_path):
+def test_notebooks_converge_when_run_twice(cluster):
     """Re-running a notebook over what an earlier run left (no cleanup in between) converges."""
     path = next(p for p in NOTEBOOKS if p.name.startswith("01_"))
     for _ in range(2):
         nb = nbformat.read(path, as_version=4)
         nb.cells = [c for c in nb.cells if "k8snb.cleanup" not in c.source]
-        handouts.notebook_client(nb, path, str(tmp_path)).execute()
+        handouts.run_notebook(nb, path)
     k8snb.cleanup(cluster)
 
 
