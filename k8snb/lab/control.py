@@ -143,7 +143,7 @@ def _pki(state: Path, plan: LabPlan) -> dict[str, pki.Pair]:
     ca = pki.make_ca(d)
     etcd_ca = pki.make_ca(d, "etcd-ca")
     names = ("127.0.0.1", "localhost", plan.api_server_ip, "kubernetes", "kubernetes.default",
-             "kubernetes.default.svc", f"kubernetes.default.svc.{CLUSTER_DOMAIN}", plan.api_host)
+             "kubernetes.default.svc", f"kubernetes.default.svc.{CLUSTER_DOMAIN}", plan.api_bind)
     return {
         "ca": ca,
         "etcd-ca": etcd_ca,
@@ -172,7 +172,7 @@ def _control_plane_argv(b: binaries.Binaries, state: Path, plan: LabPlan, certs:
         f"--etcd-keyfile={certs['apiserver-etcd-client'].key}",
         # One address, the lab's own (loopback, or the lab bridge for real nodes): never every
         # address of the machine. No anonymous requests; kubelets may only touch their own Node.
-        f"--bind-address={plan.api_host}",
+        f"--bind-address={plan.api_bind}",
         "--anonymous-auth=false",
         "--enable-admission-plugins=NodeRestriction",
         f"--secure-port={plan.api_port}",
@@ -191,7 +191,7 @@ def _control_plane_argv(b: binaries.Binaries, state: Path, plan: LabPlan, certs:
         "--profiling=false",
     ]
     if plan.nodes_mode == "real":
-        api += [f"--advertise-address={plan.api_host}", "--kubelet-preferred-address-types=InternalIP"]
+        api += [f"--advertise-address={plan.api_bind}", "--kubelet-preferred-address-types=InternalIP"]
     else:
         # The API server's own endpoint would be 127.0.0.1, which Endpoints validation rejects;
         # with simulated nodes no pod talks to it through the Service anyway.
@@ -464,9 +464,10 @@ def _down(quiet: bool = False) -> bool:
     try:
         plan = _read_plan(state)
     except LabError as exc:
-        # A corrupt plan: the lab's host objects have fixed names, so remove them by those names.
+        # A corrupt plan: what this lab made on the host is found below by its fixed names, if the
+        # bridge says this lab made it (never another lab's).
         _log(f"k8snb lab: {exc}")
-        plan = LabPlan(nodes_mode="real")
+        plan = None
     for name in processes.forget_corrupt(state):
         _log(f"k8snb lab: the pidfile of {name} was corrupt: removed (its process cannot be identified, "
              "so it was not signalled)")
@@ -487,7 +488,7 @@ def _down(quiet: bool = False) -> bool:
         if netns.leftovers_by_name(state):
             # No plan (state deleted, or a reboot lost /run but not the host's rules): the lab's
             # host objects have fixed names, so remove them by those names.
-            _log("k8snb lab: no plan, but the lab's bridge or namespaces exist; removing them by name")
+            _log("k8snb lab: no readable plan, but this lab's bridge or namespaces exist; removing them by name")
             plan = LabPlan(nodes_mode="real")
     if plan is not None and plan.nodes_mode == "real":
         from . import realnodes

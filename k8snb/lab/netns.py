@@ -188,6 +188,14 @@ def create(plan: LabPlan, state: Path) -> None:
         _run(["iptables", "-w", "-I", chain, "1", *rule])
     for chain, rule in _guard6_rules():
         _run(["ip6tables", "-w", "-I", chain, "1", *rule])
+    _run(["iptables", "-w", "-t", "nat", "-I", "OUTPUT", "1", *_api_dnat(plan)])
+
+
+def _api_dnat(plan: LabPlan) -> list[str]:
+    """The host's own clients ask 127.0.0.1 (plan.api_host); the API server listens on the bridge
+    address only (plan.api_bind): this nat OUTPUT rule joins the two, for local connections only."""
+    return ["-d", "127.0.0.1/32", "-p", "tcp", "--dport", str(plan.api_port), "-m", "comment", "--comment",
+            COMMENT, "-j", "DNAT", "--to-destination", f"{plan.api_bind}:{plan.api_port}"]
 
 
 def _disable_ipv6(link: str) -> None:
@@ -271,6 +279,8 @@ def destroy(plan: LabPlan) -> bool:
     for chain, rule in _guard6_rules():
         while _run(["ip6tables", "-w", "-D", chain, *rule], check=False).returncode == 0:
             found = True
+    while _run(["iptables", "-w", "-t", "nat", "-D", "OUTPUT", *_api_dnat(plan)], check=False).returncode == 0:
+        found = True
     for chain in (GUARD_CHAIN, BRIDGE_CHAIN):
         if _run(["iptables", "-w", "-F", chain], check=False).returncode == 0:
             _run(["iptables", "-w", "-X", chain], check=False)

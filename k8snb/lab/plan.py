@@ -125,11 +125,19 @@ class LabPlan:
         return str(next(ipaddress.ip_network(self.node_subnet).hosts()))
 
     @property
-    def api_host(self) -> str:
+    def api_bind(self) -> str:
         """Where kube-apiserver listens, and the only address: loopback for simulated nodes; the
         lab bridge's host address for real nodes, whose kubelets reach it from their namespaces.
         Never every address of the machine."""
         return self.host_ip if self.nodes_mode == "real" else "127.0.0.1"
+
+    @property
+    def api_host(self) -> str:
+        """The address the host's own clients (kubeconfig, the lab's checks) use: always loopback.
+        With real nodes a rule the lab adds in the nat table's OUTPUT chain sends it on to the bridge
+        address; once the lab is down, a stale client is refused on loopback, and no request for the
+        bridge address, which no longer exists, can leave the machine by the default route."""
+        return "127.0.0.1"
 
     @property
     def api_server_ip(self) -> str:
@@ -149,7 +157,8 @@ class LabPlan:
     def as_dict(self) -> dict:
         """The plan as the course reads it: ranges, node IPs, DNS and API addresses."""
         d = asdict(self)
-        d.update(api_server_ip=self.api_server_ip, dns_ip=self.dns_ip, host_ip=self.host_ip, api_host=self.api_host,
+        d.update(api_server_ip=self.api_server_ip, dns_ip=self.dns_ip, host_ip=self.host_ip,
+                 api_host=self.api_host, api_bind=self.api_bind,
                  node_ips=self.node_ips(), cluster_domain=CLUSTER_DOMAIN, node_port_range=NODE_PORT_RANGE,
                  context=CONTEXT)
         return d

@@ -337,6 +337,31 @@ def _curl_processes(cluster, namespace: str, pod: str) -> list[str]:
             line.split(None, 1)[1].startswith("curl")]
 
 
+class _OnceCurlRuns(threading.Thread):
+    """Runs `action` half a second after curl shows up in the client pod (so the sample has rows
+    by then, however long the exec took to start on a loaded machine); records when it acted."""
+
+    def __init__(self, cluster, namespace: str, pod: str, action) -> None:
+        super().__init__(daemon=True)
+        self.cluster, self.namespace, self.pod, self.action = cluster, namespace, pod, action
+        self.acted_at: float | None = None
+        self.cancelled = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 60
+        while not self.cancelled.is_set() and time.monotonic() < deadline:
+            try:
+                if _curl_processes(self.cluster, self.namespace, self.pod):
+                    break
+            except Exception:  # noqa: BLE001 — the pod may be busy starting; ask again
+                pass
+            time.sleep(0.2)
+        if self.cancelled.wait(0.5):
+            return
+        self.acted_at = time.monotonic()
+        self.action()
+
+
 @pytest.mark.realnodes
 def test_sample_with_its_client_pod_deleted_mid_run(real_cluster, real_ns):
     cluster = real_cluster
@@ -348,17 +373,18 @@ def test_sample_with_its_client_pod_deleted_mid_run(real_cluster, real_ns):
     wait.wait_endpoints(cluster, "nginx-svc", real_ns, count=2, timeout=60)
     client = probe.pod_for(cluster, "netshoot", real_ns)
     # The longest run sample() allows (MAX_REQUESTS requests, each on a new connection) lasts well
-    # beyond the deletion, 1.5 s in.
-    deleter = threading.Timer(1.5, cluster.api.delete, (f"/api/v1/namespaces/{real_ns}/pods/{client}",))
+    # beyond the deletion, half a second after curl started.
+    deleter = _OnceCurlRuns(cluster, real_ns, client,
+                            lambda: cluster.api.delete(f"/api/v1/namespaces/{real_ns}/pods/{client}"))
     deleter.start()
-    started = time.monotonic()
     try:
         with pytest.raises(SampleIncomplete) as info:
             traffic.sample(cluster, n=traffic.MAX_REQUESTS, namespace=real_ns, from_pod=client, modeled=False)
     finally:
-        deleter.cancel()
-    took = time.monotonic() - started
-    assert took < 1.5 + 5, f"the deletion was noticed only after {took:.1f} s"
+        deleter.cancelled.set()
+    assert deleter.acted_at is not None, "the sample ended before the pod was deleted"
+    took = time.monotonic() - deleter.acted_at
+    assert took < 5, f"the deletion was noticed only after {took:.1f} s"
     exc = info.value
     assert client in str(exc) and "deleted" in str(exc)
     rows = exc.rows
@@ -388,15 +414,15 @@ def test_sample_interrupted_stops_curl_and_keeps_the_rows(real_cluster, real_ns)
     wait.wait_deployment(cluster, "netshoot", real_ns, timeout=120, progress=False)
     wait.wait_endpoints(cluster, "nginx-svc", real_ns, count=1, timeout=60)
     client = probe.pod_for(cluster, "netshoot", real_ns)
-    interrupter = threading.Timer(1.5, _thread.interrupt_main)
+    interrupter = _OnceCurlRuns(cluster, real_ns, client, _thread.interrupt_main)
     interrupter.start()
-    started = time.monotonic()
     try:
         with pytest.raises(KeyboardInterrupt) as info:
             traffic.sample(cluster, n=traffic.MAX_REQUESTS, namespace=real_ns, from_pod=client, modeled=False)
     finally:
-        interrupter.cancel()
-    assert time.monotonic() - started < 1.5 + 3
+        interrupter.cancelled.set()
+    assert interrupter.acted_at is not None, "the sample ended before the interrupt"
+    assert time.monotonic() - interrupter.acted_at < 3
     rows = info.value.rows
     assert 0 < len(rows) < traffic.MAX_REQUESTS and rows["ok"].any()
     assert any("interrupted" in note for note in info.value.__notes__)

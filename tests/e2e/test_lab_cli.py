@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,31 @@ def test_corrupt_state_is_one_line_and_down_still_cleans(private_env, tmp_path, 
     assert down.returncode == 0, down.stderr
     assert _lab_processes(state) == []
     assert not _listening(PORT) and not _listening(ETCD_PORT)
+
+
+def test_a_second_up_while_one_runs_refuses_and_the_first_completes(private_env):
+    args = ("up", "--nodes", "kwok", "--port", str(PORT), "--etcd-port", str(ETCD_PORT))
+    first = subprocess.Popen([sys.executable, "-m", "k8snb.cli", "lab", *args], env=private_env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lock = Path(private_env["K8SNB_STATE"]) / "lab.lock"
+        deadline = time.monotonic() + 60
+        while not (lock.exists() and lock.read_text().strip() == str(first.pid)):
+            assert time.monotonic() < deadline and first.poll() is None, "the first up never took the lock"
+            time.sleep(0.05)
+        second = lab(*args, env=private_env)
+        assert second.returncode == 1
+        assert second.stderr.strip().splitlines() == [
+            f"k8snb: another `k8snb lab` command (pid {first.pid}) is changing the lab; wait for it to "
+            "finish, then run `k8snb lab up` again"]
+        out, err = first.communicate(timeout=180)
+        assert first.returncode == 0, err
+        assert "Ready: 3 kwok nodes" in out
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        assert lab("down", env=private_env).returncode == 0
 
 
 def test_port_taken_is_one_line_and_starts_nothing(private_env, tmp_path):

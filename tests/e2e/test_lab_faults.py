@@ -102,7 +102,7 @@ def test_down_after_the_state_directory_was_deleted_removes_the_lab_by_name(stat
     shutil.rmtree(state / "lab", ignore_errors=True)  # what a user's `rm -rf ~/.local/state/k8snb` does
     down = _cli(state, "down")
     assert down.returncode == 0, down.stdout + down.stderr
-    assert "removing them by name" in down.stdout
+    assert "removing them by name" in down.stdout, down.stdout
     assert leftovers(state / "lab", NODES) == []
 
 
