@@ -21,6 +21,7 @@ and leaves the lab running.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import ssl
@@ -337,33 +338,36 @@ def _curl_processes(cluster, namespace: str, pod: str) -> list[str]:
             line.split(None, 1)[1].startswith("curl")]
 
 
-class _OnceCurlRuns(threading.Thread):
-    """Runs `action` half a second after curl shows up in the client pod (so the sample has rows
-    by then, however long the exec took to start on a loaded machine); records when it acted."""
+def _once_rows_arrive(monkeypatch, action) -> dict:
+    """Make `action` happen once the sample's first answered response has reached the client, from
+    inside the exec loop (the callback sample() gives exec_argv): the real exec, curl and cluster,
+    with the moment fixed by the data rather than by a timer that a loaded machine outruns."""
+    real = probe.exec_argv
+    state = {"acted_at": None}
 
-    def __init__(self, cluster, namespace: str, pod: str, action) -> None:
-        super().__init__(daemon=True)
-        self.cluster, self.namespace, self.pod, self.action = cluster, namespace, pod, action
-        self.acted_at: float | None = None
-        self.cancelled = threading.Event()
+    def exec_argv(*args, **kwargs):
+        inner = kwargs.get("on_stdout")
+        seen = []
 
-    def run(self) -> None:
-        deadline = time.monotonic() + 60
-        while not self.cancelled.is_set() and time.monotonic() < deadline:
-            try:
-                if _curl_processes(self.cluster, self.namespace, self.pod):
-                    break
-            except Exception:  # noqa: BLE001 — the pod may be busy starting; ask again
-                pass
-            time.sleep(0.2)
-        if self.cancelled.wait(0.5):
-            return
-        self.acted_at = time.monotonic()
-        self.action()
+        def on_stdout(chunk: str) -> None:
+            if inner is not None:
+                inner(chunk)
+            seen.append(chunk)
+            # The first answered request (HTTP 2xx): a request sent before kube-proxy programmed
+            # the new Service may fail, and the test needs a row that was answered.
+            if state["acted_at"] is None and re.search(rf"{traffic._MARK}\s2\d\d\s", "".join(seen)):
+                state["acted_at"] = time.monotonic()
+                action()
+
+        kwargs["on_stdout"] = on_stdout
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(probe, "exec_argv", exec_argv)
+    return state
 
 
 @pytest.mark.realnodes
-def test_sample_with_its_client_pod_deleted_mid_run(real_cluster, real_ns):
+def test_sample_with_its_client_pod_deleted_mid_run(real_cluster, real_ns, monkeypatch):
     cluster = real_cluster
     objs = load("nginx-deploy", real_ns) + load("clusterip-svc", real_ns) + load("netshoot", real_ns)
     objs[0]["spec"]["replicas"] = 2
@@ -373,17 +377,12 @@ def test_sample_with_its_client_pod_deleted_mid_run(real_cluster, real_ns):
     wait.wait_endpoints(cluster, "nginx-svc", real_ns, count=2, timeout=60)
     client = probe.pod_for(cluster, "netshoot", real_ns)
     # The longest run sample() allows (MAX_REQUESTS requests, each on a new connection) lasts well
-    # beyond the deletion, half a second after curl started.
-    deleter = _OnceCurlRuns(cluster, real_ns, client,
-                            lambda: cluster.api.delete(f"/api/v1/namespaces/{real_ns}/pods/{client}"))
-    deleter.start()
-    try:
-        with pytest.raises(SampleIncomplete) as info:
-            traffic.sample(cluster, n=traffic.MAX_REQUESTS, namespace=real_ns, from_pod=client, modeled=False)
-    finally:
-        deleter.cancelled.set()
-    assert deleter.acted_at is not None, "the sample ended before the pod was deleted"
-    took = time.monotonic() - deleter.acted_at
+    # beyond the deletion, made as soon as the first answer is in.
+    deleter = _once_rows_arrive(monkeypatch, lambda: cluster.api.delete(f"/api/v1/namespaces/{real_ns}/pods/{client}"))
+    with pytest.raises(SampleIncomplete) as info:
+        traffic.sample(cluster, n=traffic.MAX_REQUESTS, namespace=real_ns, from_pod=client, modeled=False)
+    assert deleter["acted_at"] is not None, "the sample ended before the pod was deleted"
+    took = time.monotonic() - deleter["acted_at"]
     assert took < 5, f"the deletion was noticed only after {took:.1f} s"
     exc = info.value
     assert client in str(exc) and "deleted" in str(exc)
@@ -403,10 +402,8 @@ def test_sample_with_its_client_pod_deleted_mid_run(real_cluster, real_ns):
 
 
 @pytest.mark.realnodes
-def test_sample_interrupted_stops_curl_and_keeps_the_rows(real_cluster, real_ns):
+def test_sample_interrupted_stops_curl_and_keeps_the_rows(real_cluster, real_ns, monkeypatch):
     """Ctrl-C in the middle of a sample: the interrupt goes on, with the rows so far; curl is gone."""
-    import _thread
-
     cluster = real_cluster
     objs = load("nginx-deploy", real_ns) + load("clusterip-svc", real_ns) + load("netshoot", real_ns)
     apply_all(cluster, objs)
@@ -414,15 +411,14 @@ def test_sample_interrupted_stops_curl_and_keeps_the_rows(real_cluster, real_ns)
     wait.wait_deployment(cluster, "netshoot", real_ns, timeout=120, progress=False)
     wait.wait_endpoints(cluster, "nginx-svc", real_ns, count=1, timeout=60)
     client = probe.pod_for(cluster, "netshoot", real_ns)
-    interrupter = _OnceCurlRuns(cluster, real_ns, client, _thread.interrupt_main)
-    interrupter.start()
-    try:
-        with pytest.raises(KeyboardInterrupt) as info:
-            traffic.sample(cluster, n=traffic.MAX_REQUESTS, namespace=real_ns, from_pod=client, modeled=False)
-    finally:
-        interrupter.cancelled.set()
-    assert interrupter.acted_at is not None, "the sample ended before the interrupt"
-    assert time.monotonic() - interrupter.acted_at < 3
+    def ctrl_c() -> None:
+        raise KeyboardInterrupt
+
+    interrupter = _once_rows_arrive(monkeypatch, ctrl_c)
+    with pytest.raises(KeyboardInterrupt) as info:
+        traffic.sample(cluster, n=traffic.MAX_REQUESTS, namespace=real_ns, from_pod=client, modeled=False)
+    assert interrupter["acted_at"] is not None, "the sample ended before the interrupt"
+    assert time.monotonic() - interrupter["acted_at"] < 3
     rows = info.value.rows
     assert 0 < len(rows) < traffic.MAX_REQUESTS and rows["ok"].any()
     assert any("interrupted" in note for note in info.value.__notes__)
