@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from .cluster import Cluster
-from .errors import InvalidInput, NotFound, NotReadyInTime
+from .errors import InvalidInput, LabError, NotFound, NotReadyInTime
 from .manifests import scale
 from .names import dns_label, replicas as check_replicas
 from .probe import can_carry_traffic, pod_for
@@ -65,14 +65,16 @@ def programmed_endpoints(cluster: Cluster, service: str, namespace: str) -> dict
     the lab with real nodes, or no root)."""
     if not (cluster.is_lab and os.geteuid() == 0):
         return None
-    from .lab import node_iptables
-    from .lab.control import status
+    from .lab.inspect import current_plan, node_iptables
 
-    plan = status().plan
-    if not plan or plan.get("nodes_mode") != "real":
+    try:
+        plan = current_plan()  # the plan file only: this runs in a polling loop
+    except LabError:
+        return None
+    if plan.nodes_mode != "real":
         return None
     out = {}
-    for node in plan["node_names"]:
+    for node in plan.node_names:
         try:
             rules = parse_kube_svc_chain(node_iptables(node, "nat"), service, namespace)
         except NotFound:  # no chain (yet, or any more): no endpoint programmed

@@ -26,7 +26,8 @@ LINK_COLUMNS = ["ifname", "kind", "master", "state", "mac", "mtu", "addresses"]
 IPTABLES_TABLES = ("nat", "filter", "mangle", "raw")
 
 
-def _plan() -> LabPlan:
+def current_plan() -> LabPlan:
+    """The running lab's plan, read from its state directory (LabError when none runs there)."""
     path = state_dir() / "plan.json"
     if not path.exists():
         raise LabError(f"no lab runs with state directory {path.parent}; start one with `k8snb lab up`")
@@ -35,7 +36,7 @@ def _plan() -> LabPlan:
 
 def _in_node(node: str, argv: list[str]) -> str:
     """argv's output inside `node`'s network namespace (nsenter, network namespace only)."""
-    plan = _plan()
+    plan = current_plan()
     if node not in plan.node_names:
         raise InvalidInput(f"unknown lab node {node!r}; the lab's nodes are {', '.join(plan.node_names)}")
     if plan.nodes_mode != "real":
@@ -94,7 +95,7 @@ def node_iptables(node: str, table: str = "nat") -> str:
 def address_plan() -> dict:
     """The running lab's addresses by network model: the node subnet, the pod range and each node's
     podCIDR (from the API), the service range and DNS address. Works with kwok and real nodes."""
-    plan = _plan()
+    plan = current_plan()
     return {
         "network": plan.network,
         "nodes_mode": plan.nodes_mode,
