@@ -35,9 +35,16 @@ CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-sche
 KWOK = ("kwok",)
 NODE = ("kubelet", "kube-proxy")
 #: Components built from source only (no official download of them here), and the binaries each
-#: build produces: containerd's daemon and runc shim, and the cluster DNS image's CoreDNS.
-SOURCE_ONLY = {"containerd": ("containerd", "containerd-shim-runc-v2"), "coredns": ("coredns",)}
-REAL_NODES = NODE + tuple(SOURCE_ONLY)
+#: build produces: containerd's daemon, runc shim and ctr, and the cluster DNS image's CoreDNS; for
+#: kind, runc, a Docker engine, kind itself, crictl and the CNI reference plugins its nodes carry.
+SOURCE_ONLY = {"containerd": ("containerd", "containerd-shim-runc-v2", "ctr"), "coredns": ("coredns",),
+               "runc": ("runc",), "dockerd": ("dockerd", "docker-proxy"), "kind": ("kind",),
+               "crictl": ("crictl",),
+               "cni-plugins": ("cni-host-local", "cni-loopback", "cni-ptp", "cni-portmap")}
+REAL_NODES = NODE + ("containerd", "coredns")
+#: What `k8snb kind up` needs: the engine and kind, and what goes into kind's node image.
+KIND = ("kubeadm", "kubelet", "kubectl", "containerd", "runc", "dockerd", "kind", "crictl", "cni-plugins",
+        "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "etcd", "coredns")
 #: Seconds to wait for a download server before falling back to building: long enough for a slow
 #: link to answer, short enough that an offline machine moves on at once.
 PROBE_TIMEOUT = 5.0
@@ -96,6 +103,15 @@ def _record(directory: Path, name: str, digest: str) -> None:
     (directory / "SHA256SUMS").write_text("".join(f"{d}  {n}\n" for n, d in sorted(sums.items())))
 
 
+def _same_plugins(directory: Path, name: str) -> bool:
+    """CoreDNS is built with the plugins versions.env lists (build.sh writes them beside it): a
+    binary built with another list is stale, though its checksum is fine."""
+    if name != "coredns":
+        return True
+    stamp = directory / "coredns.plugins"
+    return stamp.exists() and stamp.read_text().strip() == pinned_versions()["COREDNS_PLUGINS"]
+
+
 def check_cached(version: str, names: tuple[str, ...]) -> list[str]:
     """Names missing from the cache; raise LabError for a cached binary that fails its checksum."""
     directory = bin_dir(version)
@@ -103,7 +119,7 @@ def check_cached(version: str, names: tuple[str, ...]) -> list[str]:
     missing = []
     for name in names:
         path = directory / name
-        if not path.exists() or name not in sums:
+        if not path.exists() or name not in sums or not _same_plugins(directory, name):
             missing.append(name)
         elif _sha256(path) != sums[name]:
             raise LabError(

@@ -45,7 +45,8 @@ class Recipe:
     packages: tuple[str, ...] = ()  # Debian packages on top of a minbase root (none: scratch image)
     files: dict[str, str] = field(default_factory=dict)  # recipes/images/<src> -> path in the image
     remove: tuple[str, ...] = ()  # paths the packages install that the recipe replaces
-    binary: str = ""  # a lab binary (coredns, pause) copied to /<name>
+    binary: str = ""  # a lab binary (coredns, pause) copied to <binary_dir>/<name>
+    binary_dir: str = "/"  # kubeadm's static pods run the control plane by name: /usr/local/bin
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
     exposed: tuple[str, ...] = ()
@@ -73,6 +74,22 @@ def recipes(coredns_version: str) -> list[Recipe]:
                remove=("/etc/nginx/sites-enabled/default",),  # Debian's default server; ours replaces it
                entrypoint=("nginx", "-g", "daemon off;"), exposed=("80/tcp",)),
         Recipe("nicolaka/netshoot", "latest", packages=_packages("netshoot"), cmd=("bash",)),
+    ]
+
+
+def kind_recipes(versions: dict[str, str]) -> list[Recipe]:
+    """The images kubeadm runs on kind's nodes besides the lab's own (pause, CoreDNS): the control
+    plane, kube-proxy and etcd, under the names and tags `kubeadm config images list` gives (etcd:
+    `<version>-0`), each the lab's binary at the path kubeadm's manifests call it by."""
+    bin_dir = "/usr/local/bin"
+    control = [Recipe(name, versions["K8S_VERSION"], binary=name, binary_dir=bin_dir,
+                      entrypoint=(f"{bin_dir}/{name}",))
+               for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")]
+    return control + [
+        Recipe("kube-proxy", versions["K8S_VERSION"], packages=_packages("kube-proxy"), binary="kube-proxy",
+               binary_dir=bin_dir, entrypoint=(f"{bin_dir}/kube-proxy",)),
+        Recipe("etcd", versions["ETCD_VERSION"].removeprefix("v") + "-0", binary="etcd", binary_dir=bin_dir,
+               entrypoint=(f"{bin_dir}/etcd",)),
     ]
 
 
@@ -170,7 +187,8 @@ class BuiltImage:
 
 def _recipe_hash(r: Recipe, b: Binaries | None) -> str:
     parts: list[bytes | str] = [json.dumps([r.repository, r.tag, r.packages, sorted(r.files.items()),
-                                            r.remove, r.binary, r.entrypoint, r.cmd, r.exposed])]
+                                            r.remove, r.binary, r.entrypoint, r.cmd, r.exposed]
+                                           + ([r.binary_dir] if r.binary_dir != "/" else []))]
     parts += [(recipes_dir() / "images" / src).read_bytes() for src in sorted(r.files)]
     if r.packages:
         parts += list(_debian_source())
@@ -221,7 +239,9 @@ def build(r: Recipe, b: Binaries | None, log) -> BuiltImage:
             _build_pause(root / "pause")
         elif r.binary:
             assert b is not None, r.ref
-            shutil.copy(b[r.binary], root / r.binary)
+            target = root / r.binary_dir.lstrip("/") / r.binary
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(b[r.binary], target)
         # /dev, /proc and /sys are provided by the runtime; their debootstrap contents are not image data.
         _run(["tar", "-C", str(root), "--numeric-owner", "--exclude=./dev/*", "--exclude=./proc/*",
               "--exclude=./sys/*", "-cf", str(out / "layer.tar"), "."], "writing the image layer")
@@ -338,5 +358,5 @@ def build_packaged(coredns_version: str, log) -> list[BuiltImage]:
     return [build(r, None, log) for r in recipes(coredns_version) if r.packages and not r.binary]
 
 
-def build_all(b: Binaries, coredns_version: str, log) -> list[BuiltImage]:
-    return [build(r, b, log) for r in recipes(coredns_version)]
+def build_all(b: Binaries, coredns_version: str, log, extra: list[Recipe] | None = None) -> list[BuiltImage]:
+    return [build(r, b, log) for r in recipes(coredns_version) + (extra or [])]

@@ -1,5 +1,5 @@
 """The lab's build recipes agree with what the lab runs: CoreDNS is built with exactly the plugins
-the lab's Corefile uses, the build script knows every component `k8snb lab up` asks it for."""
+the lab's and kubeadm's Corefiles use, the build script knows every component `k8snb lab up` asks it for."""
 from __future__ import annotations
 
 import re
@@ -25,16 +25,20 @@ def _corefile_plugins() -> set[str]:
     return plugins
 
 
+#: What kubeadm's Corefile (kind's clusters) adds to the lab's: cmd/kubeadm/app/phases/addons/dns.
+KUBEADM_EXTRA = {"loop", "forward"}
+
+
 def test_coredns_is_built_with_the_corefiles_plugins_only():
     built = [p.split(":", 1)[0] for p in binaries.pinned_versions()["COREDNS_PLUGINS"].split(",")]
-    assert set(built) == _corefile_plugins()
+    assert set(built) == _corefile_plugins() | KUBEADM_EXTRA
     assert len(built) == len(set(built))
 
 
 def test_build_script_knows_every_component_the_lab_asks_for():
     script = (binaries.recipes_dir() / "build.sh").read_text()
     order = re.search(r"^ORDER=\(([^)]*)\)", script, re.M).group(1).split()
-    wanted = binaries.CONTROL_PLANE + binaries.KWOK + binaries.REAL_NODES
+    wanted = binaries.CONTROL_PLANE + binaries.KWOK + binaries.REAL_NODES + binaries.KIND
     assert set(wanted) == set(order)
 
 

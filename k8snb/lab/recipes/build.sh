@@ -2,9 +2,11 @@
 # Build the lab's binaries from source through the Go module proxy, once per version.
 #
 # Output: $K8SNB_CACHE/<K8S_VERSION>/bin/<binary> plus SHA256SUMS. Components: the six Kubernetes
-# ones, etcd, kwok (simulated nodes), containerd (its daemon and runc shim: Debian's containerd 1.6
-# lacks the CRI calls kubelet 1.37 makes) and coredns (the cluster DNS image's binary). With no
-# arguments: the control plane and kwok. `k8snb lab up` names exactly what its node mode needs.
+# ones, etcd, kwok (simulated nodes), containerd (its daemon, runc shim and ctr: Debian's containerd
+# 1.6 lacks the CRI calls kubelet 1.37 makes) and coredns (the cluster DNS image's binary). For kind
+# (`k8snb kind up`): kubeadm, runc, a Docker engine (dockerd, docker-proxy), kind, crictl and the CNI
+# reference plugins kind's nodes use. With no arguments: the control plane and kwok. `k8snb lab up`
+# and `k8snb kind up` name exactly what they need.
 # Idempotent: a binary already present and matching SHA256SUMS is not rebuilt.
 #
 # `go install k8s.io/kubernetes/cmd/...@v1.37.2` is refused because that module's go.mod replaces
@@ -38,12 +40,16 @@ mkdir -p "$out" "$work"
 command -v go >/dev/null || { echo "k8snb lab build: Go is not installed (need Go >= 1.26 to build Kubernetes $K8S_VERSION from source)" >&2; exit 2; }
 
 KUBE_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
+KUBE_ALL=("${KUBE_COMPONENTS[@]}" kubeadm)
 #: Build order (the Kubernetes binaries first, in one go command) and the seconds each takes in a
 #: cold build on this project's 2-core machine, for the estimates: measured 2026-11-30 with empty
 #: caches, the six Kubernetes binaries together 402-456 s (split here by their share of the work).
-ORDER=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok containerd coredns)
+#: The kind components' figures: the issue's own measurement for dockerd and runc, estimates for the rest.
+ORDER=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kubeadm etcd kwok
+  containerd coredns runc dockerd kind crictl cni-plugins)
 declare -A EXPECTED=([kube-apiserver]=280 [kube-controller-manager]=60 [kube-scheduler]=10 [kubectl]=30
-  [kubelet]=35 [kube-proxy]=15 [etcd]=20 [kwok]=65 [containerd]=50 [coredns]=45)
+  [kubelet]=35 [kube-proxy]=15 [kubeadm]=30 [etcd]=20 [kwok]=65 [containerd]=60 [coredns]=45 [runc]=20
+  [dockerd]=270 [kind]=40 [crictl]=40 [cni-plugins]=40)
 requested_names=("$@")
 [ ${#requested_names[@]} -gt 0 ] || requested_names=("${KUBE_COMPONENTS[@]}" etcd kwok)
 for name in "${requested_names[@]}"; do
@@ -57,7 +63,8 @@ done
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
-have() {  # have NAME: the binary exists and matches its recorded checksum
+have() {  # have NAME: the binary exists and matches its recorded checksum (CoreDNS: and plugins)
+  [ "$1" != coredns ] || [ "$(cat "$out/coredns.plugins" 2>/dev/null)" = "$COREDNS_PLUGINS" ] || return 1
   [ -x "$out/$1" ] && [ -f "$out/SHA256SUMS" ] && grep -q " $1\$" "$out/SHA256SUMS" &&
     (cd "$out" && grep " $1\$" SHA256SUMS | sha256sum --quiet -c - >/dev/null 2>&1)
 }
@@ -132,7 +139,43 @@ build_containerd() {
   local flags=(-trimpath -tags "no_btrfs no_devmapper no_zfs"
     -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION")
   (cd "$dir" && go build "${flags[@]}" -o "$out/containerd.tmp" github.com/containerd/containerd/v2/cmd/containerd &&
-    go build "${flags[@]}" -o "$out/containerd-shim-runc-v2.tmp" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2)
+    go build "${flags[@]}" -o "$out/containerd-shim-runc-v2.tmp" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 &&
+    go build "${flags[@]}" -o "$out/ctr.tmp" github.com/containerd/containerd/v2/cmd/ctr)
+}
+
+build_runc() {  # cgo and libseccomp, as upstream builds it: Debian's runc 1.1.5 cannot set up the
+  # time namespace current engines ask for
+  command -v gcc >/dev/null && pkg-config --exists libseccomp ||
+    { echo "k8snb lab build: runc needs gcc and libseccomp-dev (apt-get install gcc libseccomp-dev)" >&2; return 1; }
+  (cd "$work/runc" && CGO_ENABLED=1 go build -trimpath -tags seccomp \
+    -ldflags "-s -w -X main.version=${RUNC_VERSION#v}" -o "$out/runc.tmp" github.com/opencontainers/runc)
+}
+
+build_dockerd() {  # a current Docker engine: Debian's 20.10 cannot start kind's privileged nodes here
+  local tmp="$out/.dockerd-build"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  (cd "$work/dockerd" && go build -trimpath -tags "exclude_graphdriver_btrfs no_btrfs" \
+    -ldflags "-s -w -X github.com/moby/moby/v2/dockerversion.Version=${MOBY_VERSION#v}" \
+    -o "$tmp/" github.com/moby/moby/v2/cmd/dockerd github.com/moby/moby/v2/cmd/docker-proxy) || return 1
+  mv "$tmp/dockerd" "$out/dockerd.tmp" && mv "$tmp/docker-proxy" "$out/docker-proxy.tmp" && rmdir "$tmp"
+}
+
+build_kind() {
+  (cd "$work/kind" && go build -trimpath -ldflags "-s -w" -o "$out/kind.tmp" sigs.k8s.io/kind)
+}
+
+build_crictl() {
+  (cd "$work/crictl" && go build -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
+    -o "$out/crictl.tmp" sigs.k8s.io/cri-tools/cmd/crictl)
+}
+
+CNI_PLUGINS=(host-local loopback ptp portmap)
+build_cni-plugins() {  # the four kind's base image carries
+  local tmp="$out/.cni-build" pkgs=(plugins/ipam/host-local plugins/main/loopback plugins/main/ptp plugins/meta/portmap) p
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  (cd "$work/cni-plugins" && go build -trimpath -ldflags "-s -w" -o "$tmp/" "${pkgs[@]/#/github.com/containernetworking/plugins/}") || return 1
+  for p in "${CNI_PLUGINS[@]}"; do mv "$tmp/$p" "$out/cni-$p.tmp"; done
+  rmdir "$tmp"
 }
 
 coredns_module() {  # CoreDNS's own main, with the lab's plugins in CoreDNS's directive order
@@ -165,7 +208,9 @@ build_coredns() {
 
 outputs() {  # outputs NAME: the binaries one component produces
   case "$1" in
-    containerd) echo containerd containerd-shim-runc-v2 ;;
+    containerd) echo containerd containerd-shim-runc-v2 ctr ;;
+    dockerd) echo dockerd docker-proxy ;;
+    cni-plugins) for p in "${CNI_PLUGINS[@]}"; do echo "cni-$p"; done ;;
     *) echo "$1" ;;
   esac
 }
@@ -178,7 +223,7 @@ build_kwok() {
 
 module_of() {  # module_of NAME: the wrapper module directory NAME builds in
   case "$1" in
-    kube-*|kubectl|kubelet) echo kubernetes ;;
+    kube-*|kubectl|kubelet|kubeadm) echo kubernetes ;;
     coredns) echo coredns-lab ;;
     *) echo "$1" ;;
   esac
@@ -186,18 +231,28 @@ module_of() {  # module_of NAME: the wrapper module directory NAME builds in
 
 packages_of() {  # packages_of NAME: the Go packages NAME's build compiles
   case "$1" in
-    kube-*|kubectl|kubelet) echo "k8s.io/kubernetes/cmd/$1" ;;
+    kube-*|kubectl|kubelet|kubeadm) echo "k8s.io/kubernetes/cmd/$1" ;;
     etcd) echo go.etcd.io/etcd/server/v3 ;;
     kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
-    containerd) echo github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 ;;
+    containerd) echo github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 github.com/containerd/containerd/v2/cmd/ctr ;;
     coredns) echo . ;;
+    runc) echo github.com/opencontainers/runc ;;
+    dockerd) echo github.com/moby/moby/v2/cmd/dockerd github.com/moby/moby/v2/cmd/docker-proxy ;;
+    kind) echo sigs.k8s.io/kind ;;
+    crictl) echo sigs.k8s.io/cri-tools/cmd/crictl ;;
+    cni-plugins) echo github.com/containernetworking/plugins/plugins/ipam/host-local github.com/containernetworking/plugins/plugins/main/loopback github.com/containernetworking/plugins/plugins/main/ptp github.com/containernetworking/plugins/plugins/meta/portmap ;;
   esac
 }
 
 write_module() {  # write_module NAME: the wrapper module's go.mod (and main.go for CoreDNS)
   case "$1" in
-    kube-*|kubectl|kubelet) kube_module ;;
+    kube-*|kubectl|kubelet|kubeadm) kube_module ;;
     etcd) etcd_module ;;
+    runc) wrapper_module "$work/runc" github.com/opencontainers/runc "$RUNC_VERSION" ;;
+    dockerd) wrapper_module "$work/dockerd" github.com/moby/moby/v2 "$MOBY_VERSION" ;;
+    kind) wrapper_module "$work/kind" sigs.k8s.io/kind "$KIND_VERSION" ;;
+    crictl) wrapper_module "$work/crictl" sigs.k8s.io/cri-tools "$CRICTL_VERSION" ;;
+    cni-plugins) wrapper_module "$work/cni-plugins" github.com/containernetworking/plugins "$CNI_PLUGINS_VERSION" ;;
     kwok) wrapper_module "$work/kwok" sigs.k8s.io/kwok "$KWOK_VERSION" ;;
     containerd) wrapper_module "$work/containerd" github.com/containerd/containerd/v2 "$CONTAINERD_VERSION" ;;
     coredns) coredns_module ;;
@@ -256,7 +311,7 @@ wait_fetched() {  # wait_fetched MODULE: until its download is done; fail with g
 # Steps: the Kubernetes binaries in one go command, every other component in its own.
 steps=() kube=""
 for name in "${todo[@]}"; do
-  case "$name" in kube-*|kubectl|kubelet) kube+="${kube:+ }$name" ;; *) steps+=("$name") ;; esac
+  case "$name" in kube-*|kubectl|kubelet|kubeadm) kube+="${kube:+ }$name" ;; *) steps+=("$name") ;; esac
 done
 [ -z "$kube" ] || steps=("$kube" "${steps[@]}")
 
@@ -283,7 +338,7 @@ for step in "${steps[@]}"; do
   ) &
   heartbeat=$!
   case "${names[0]}" in
-    kube-*|kubectl|kubelet) build_kube "${names[@]}" ;;
+    kube-*|kubectl|kubelet|kubeadm) build_kube "${names[@]}" ;;
     *) "build_${names[0]}" ;;
   esac 2>&1 || { kill "$heartbeat"; echo "k8snb lab build: $label failed" >&2; exit 1; }
   kill "$heartbeat" 2>/dev/null || true
@@ -292,6 +347,7 @@ for step in "${steps[@]}"; do
     for o in $(outputs "$name"); do
       mv "$out/$o.tmp" "$out/$o"
       record "$o"
+      [ "$o" != coredns ] || echo "$COREDNS_PLUGINS" > "$out/coredns.plugins"  # see have()
     done
   done
   took=$(( $(date +%s) - start ))

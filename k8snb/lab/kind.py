@@ -1,0 +1,320 @@
+"""`k8snb kind up|down`: the course's second cluster, kind, built and run offline.
+
+kind normally pulls its node image and its images from registries; here everything is built from
+source and Debian packages (k8snb.lab.kindnode), and the nodes pull from the lab's own registry,
+served read-only on the cluster's Docker network only. kind's default CNI (kindnet) is an image
+from a registry too, so the cluster is created with `disableDefaultCNI` and networked the way
+kindnet does it, from the host: each node gets the CNI reference plugins' ptp + host-local config
+for its own pod range, and a route to every other node's pod range via that node's address. Pod
+IPs are therefore routed between nodes without NAT, as with kindnet.
+
+What `up` creates is recorded (the node containers' IDs, the network): `down` deletes only that,
+and a kind cluster or network of the same name that k8snb did not create is refused, not touched.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import yaml
+
+from ..errors import LabError
+from . import binaries, dockerd, images, kindnode, processes
+from .binaries import Binaries, pinned_versions, recipes_dir
+from .plan import state_dir
+from .secure import checked_dir, read_private, write_private
+
+CLUSTER = "k8snb"
+NETWORK = "k8snb-kind"
+PART_OF = "app.kubernetes.io/part-of=k8snb"
+#: The record while `kind create` runs: containers found then are ours, half made.
+CREATING = "creating"
+#: kind's own wait for the control plane, then ours for every node Ready and CoreDNS (measured: ~60 s).
+READY_TIMEOUT = 300.0
+FILES = Path(__file__).parent / "files"
+
+
+@dataclass(frozen=True)
+class KindStatus:
+    running: bool
+    nodes: list[str]
+    kubeconfig: Path
+    engine: str
+
+    def lines(self) -> list[str]:
+        if not self.running:
+            return ["k8snb kind: no cluster (make kind, or k8snb kind up)"]
+        return [f"k8snb kind: cluster {CLUSTER}: {len(self.nodes)} nodes ({', '.join(self.nodes)})",
+                f"  Docker engine: {self.engine}",
+                f"  kubeconfig:    {self.kubeconfig} (also merged into your default kubeconfig as kind-{CLUSTER})"]
+
+
+def kind_dir() -> Path:
+    return state_dir().parent / "kind"
+
+
+def kubeconfig_path() -> Path:
+    return kind_dir() / "kubeconfig"
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+@contextlib.contextmanager
+def _exclusive() -> Iterator[None]:
+    d = checked_dir(kind_dir())
+    fd = os.open(d / "kind.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LabError(f"another `k8snb kind` command is running (lock {d / 'kind.lock'}); wait for it") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _docker(engine: dockerd.Engine, *args: str, check: bool = True, stdin: bytes | None = None,
+            timeout: float = 120) -> str:
+    proc = subprocess.run([dockerd.docker_cli(), *args], env=engine.env(), input=stdin, capture_output=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise LabError(f"docker {' '.join(args[:3])} failed: {proc.stderr.decode(errors='replace').strip()[-500:]}")
+    return proc.stdout.decode(errors="replace")
+
+
+def _kind(b: Binaries, engine: dockerd.Engine, *args: str, timeout: float = 600) -> str:
+    env = {**engine.env(), "KIND_EXPERIMENTAL_DOCKER_NETWORK": NETWORK}
+    proc = subprocess.run([b["kind"], *args], env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise LabError(f"kind {' '.join(args[:2])} failed:\n{(proc.stdout + proc.stderr).strip()[-1500:]}")
+    return proc.stdout
+
+
+def _kubectl(b: Binaries, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
+    proc = subprocess.run([b["kubectl"], "--kubeconfig", str(kubeconfig_path()), *args], input=stdin,
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise LabError(f"kubectl {' '.join(args[:3])} on the kind cluster failed: {proc.stderr.strip()[-500:]}")
+    return proc.stdout
+
+
+def _record() -> dict:
+    path = kind_dir() / "cluster.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(read_private(path))
+    except json.JSONDecodeError:
+        raise LabError(f"{path} is corrupt; check `docker ps -a --filter label=io.x-k8s.kind.cluster={CLUSTER}` "
+                       "and delete what k8snb made by hand") from None
+
+
+def _node_containers(engine: dockerd.Engine) -> list[str]:
+    out = _docker(engine, "ps", "-a", "--no-trunc", "--filter", f"label=io.x-k8s.kind.cluster={CLUSTER}",
+                  "--format", "{{.ID}}")
+    return sorted(out.split())
+
+
+def _network(engine: dockerd.Engine) -> dict | None:
+    out = _docker(engine, "network", "ls", "--no-trunc", "--filter", f"name=^{NETWORK}$", "--format", "{{.ID}}")
+    if not out.strip():
+        return None
+    return json.loads(_docker(engine, "network", "inspect", out.split()[0]))[0]
+
+
+def _ensure_network(engine: dockerd.Engine) -> str:
+    """kind's Docker network, ours (labelled), IPv4 only like the lab; its gateway's address."""
+    net = _network(engine)
+    if net is None:
+        _docker(engine, "network", "create", "--driver", "bridge", "--label", PART_OF,
+                "--opt", "com.docker.network.bridge.enable_ip_masquerade=true", NETWORK)
+        net = _network(engine)
+        assert net is not None
+    elif net.get("Labels", {}).get("app.kubernetes.io/part-of") != "k8snb":
+        raise LabError(f"a Docker network named {NETWORK} exists that k8snb did not create (no {PART_OF} label); "
+                       "remove or rename it, k8snb will not use or delete it")
+    return net["IPAM"]["Config"][0]["Gateway"]
+
+
+def _serve_registry(b: Binaries, gateway: str, log) -> None:
+    """The lab's images (and kubeadm's) pushed through a root-only Unix socket, then served
+    read-only on the kind network's gateway, where only the nodes (and the host) reach it."""
+    state = kind_dir()
+    processes.stop(state, "registry")
+    push = state / "run" / "registry-push.sock"
+    checked_dir(state / "run")
+    cfg = images.registry_config(state, push, read_only=False)
+    processes.start(state, "registry-push", ["/usr/bin/docker-registry", "serve", str(cfg)])
+    try:
+        images.wait_registry(push)
+        extra = images.kind_recipes(pinned_versions())
+        for image in images.build_all(b, pinned_versions()["COREDNS_VERSION"], log, extra=extra):
+            images.push(image, push)
+    finally:
+        processes.stop(state, "registry-push")
+        push.unlink(missing_ok=True)
+    serve = images.registry_config(state, f"{gateway}:{images.REGISTRY_PORT}", read_only=True)
+    processes.start(state, "registry", ["/usr/bin/docker-registry", "serve", str(serve)])
+    images.wait_registry(gateway)
+    hosts = (FILES / "hosts.toml").read_text()
+    for name in ("docker.io", "registry.k8s.io"):
+        d = checked_dir(state / "certs.d" / name)
+        (d / "hosts.toml").write_text(hosts.replace("$registry", name).replace(
+            "$mirror", f"http://{gateway}:{images.REGISTRY_PORT}"))
+        (d / "hosts.toml").chmod(0o644)
+
+
+def _cgroup_v1() -> bool:
+    return not Path("/sys/fs/cgroup/cgroup.controllers").exists()
+
+
+def cluster_config() -> dict:
+    """recipes/kind-config.yaml (what a learner with internet gives kind) plus what offline needs:
+    no default CNI, CoreDNS at the tag the lab builds, the registry mirror mounted into every node,
+    and on a cgroup v1 host the kubelet told to start anyway (it refuses v1 since Kubernetes 1.35)."""
+    config = yaml.safe_load((recipes_dir() / "kind-config.yaml").read_text())
+    config["name"] = CLUSTER
+    config["networking"]["disableDefaultCNI"] = True
+    mount = {"hostPath": str(kind_dir() / "certs.d"), "containerPath": "/etc/containerd/certs.d", "readOnly": True}
+    for node in config["nodes"]:
+        node["extraMounts"] = [mount]
+    patches = [f"kind: ClusterConfiguration\ndns:\n  imageTag: {pinned_versions()['COREDNS_VERSION']}\n"]
+    if _cgroup_v1():
+        patches.append("kind: KubeletConfiguration\nfailCgroupV1: false\n")
+    config["kubeadmConfigPatches"] = patches
+    return config
+
+
+def _cni_conflist(pod_cidr: str) -> str:
+    """kindnet's configuration, written by hand: ptp veths, host-local addresses from the node's
+    own pod range, portmap for hostPort."""
+    return json.dumps({
+        "cniVersion": "1.0.0", "name": "k8snb-kind",
+        "plugins": [
+            {"type": "ptp", "ipMasq": False, "mtu": 1500,
+             "ipam": {"type": "host-local", "dataDir": "/run/cni-ipam-state", "routes": [{"dst": "0.0.0.0/0"}],
+                      "ranges": [[{"subnet": pod_cidr}]]}},
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ]}, indent=2)
+
+
+def _tar_one(path: str, data: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(path)
+        raw = data.encode()
+        info.size, info.mode = len(raw), 0o644
+        tar.addfile(info, io.BytesIO(raw))
+    return buf.getvalue()
+
+
+def _network_nodes(b: Binaries, engine: dockerd.Engine, log) -> list[str]:
+    """Every node: its CNI config for its pod range, and routes to the other nodes' ranges."""
+    deadline = time.monotonic() + 60
+    while True:
+        nodes = json.loads(_kubectl(b, "get", "nodes", "-o", "json"))["items"]
+        if nodes and all(n["spec"].get("podCIDR") for n in nodes):
+            break
+        if time.monotonic() > deadline:
+            raise LabError("kind's nodes got no pod range (spec.podCIDR) within 60 s: "
+                           + ", ".join(n["metadata"]["name"] for n in nodes if not n["spec"].get("podCIDR")))
+        time.sleep(1)
+    addr = {n["metadata"]["name"]: next(a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP")
+            for n in nodes}
+    cidr = {n["metadata"]["name"]: n["spec"]["podCIDR"] for n in nodes}
+    for node in sorted(addr):
+        for other in sorted(addr):
+            if other != node:
+                _docker(engine, "exec", node, "ip", "route", "replace", cidr[other], "via", addr[other])
+        _docker(engine, "cp", "-", f"{node}:/etc/cni",
+                stdin=_tar_one("net.d/10-k8snb-kind.conflist", _cni_conflist(cidr[node])))
+        log(f"k8snb kind: {node}: pods {cidr[node]}, routes to the other nodes' pod ranges")
+    return sorted(addr)
+
+
+def _wait_ready(b: Binaries) -> None:
+    _kubectl(b, "wait", "--for=condition=Ready", "nodes", "--all", f"--timeout={READY_TIMEOUT:.0f}s",
+             timeout=READY_TIMEOUT + 30)
+    _kubectl(b, "-n", "kube-system", "rollout", "status", "deployment/coredns", f"--timeout={READY_TIMEOUT:.0f}s",
+             timeout=READY_TIMEOUT + 30)
+
+
+def up(log=_log) -> KindStatus:
+    """Create the kind cluster `k8snb` (1 control plane, 2 workers), offline; idempotent."""
+    with _exclusive():
+        started = time.monotonic()
+        b = binaries.ensure(binaries.KIND, log=log)
+        engine = dockerd.ensure(b, log)
+        existing = _node_containers(engine)
+        recorded = _record().get("containers")
+        if existing and recorded == CREATING:  # an earlier `up` stopped halfway: start over
+            _kind(b, engine, "delete", "cluster", "--name", CLUSTER)
+            existing = []
+        if existing and existing != recorded:
+            raise LabError(f"a kind cluster named {CLUSTER} exists that k8snb did not create (or changed since); "
+                           f"k8snb will not use or delete it: `kind delete cluster --name {CLUSTER}` if it is yours to remove")
+        image = kindnode.ensure(b, engine, log)
+        gateway = _ensure_network(engine)
+        _serve_registry(b, gateway, log)
+        if not existing:
+            config = kind_dir() / "cluster.yaml"
+            write_private(config, yaml.safe_dump(cluster_config(), sort_keys=False))
+            write_private(kind_dir() / "cluster.json", json.dumps({"containers": CREATING}))
+            log(f"k8snb kind: kind create cluster --name {CLUSTER} --image {image} (3 nodes)")
+            _kind(b, engine, "create", "cluster", "--name", CLUSTER, "--image", image, "--config", str(config),
+                  "--kubeconfig", str(kubeconfig_path()))
+            write_private(kind_dir() / "cluster.json", json.dumps(
+                {"containers": _node_containers(engine), "engine": engine.host, "network": NETWORK}))
+        nodes = _network_nodes(b, engine, log)
+        _wait_ready(b)
+        _kind(b, engine, "export", "kubeconfig", "--name", CLUSTER)
+        log(f"k8snb kind: {len(nodes)} nodes Ready, CoreDNS running ({time.monotonic() - started:.0f} s)")
+        return status(engine)
+
+
+def status(engine: dockerd.Engine | None = None) -> KindStatus:
+    engine = engine or dockerd.running()
+    names: list[str] = []
+    if engine is not None and _record():
+        names = sorted(_docker(engine, "ps", "--filter", f"label=io.x-k8s.kind.cluster={CLUSTER}",
+                               "--format", "{{.Names}}").split())
+    return KindStatus(bool(names), names, kubeconfig_path(), engine.host if engine else "none running")
+
+
+def down(log=_log) -> bool:
+    """Delete what `up` made: the cluster (if ours), the registry, the network, our engine."""
+    if not kind_dir().exists():
+        log("k8snb kind: nothing to remove")
+        return False
+    with _exclusive():
+        engine = dockerd.running()
+        removed = False
+        if engine is not None:
+            existing = _node_containers(engine)
+            if existing and _record().get("containers") not in (existing, CREATING):
+                raise LabError(f"the kind cluster {CLUSTER} on {engine.host} was not created by k8snb; not deleting it")
+            if existing:
+                b = binaries.Binaries(pinned_versions()["K8S_VERSION"], binaries.bin_dir(pinned_versions()["K8S_VERSION"]))
+                _kind(b, engine, "delete", "cluster", "--name", CLUSTER)
+                removed = True
+            net = _network(engine)
+            if net is not None and net.get("Labels", {}).get("app.kubernetes.io/part-of") == "k8snb":
+                _docker(engine, "network", "rm", NETWORK)
+        removed |= processes.stop(kind_dir(), "registry")
+        kubeconfig_path().unlink(missing_ok=True)
+        (kind_dir() / "cluster.json").unlink(missing_ok=True)
+        if dockerd.stop():
+            log("k8snb kind: stopped our Docker engine (its images stay cached)")
+        log("k8snb kind: removed" if removed else "k8snb kind: nothing was running")
+        return removed
