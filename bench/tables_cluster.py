@@ -70,7 +70,7 @@ def run_kubectl(argv: list[str], env: dict[str, str]) -> dict:
 
 def fill(cluster, nodes: int, pods: int) -> float:
     """Create simulated nodes and bare pods bound to them; return pods created per second."""
-    from k8snb.lab.control import _node_manifest
+    from k8snb.lab.kwoknodes import node_manifest
     from k8snb.lab.plan import LabPlan
 
     plan = LabPlan()
@@ -79,7 +79,7 @@ def fill(cluster, nodes: int, pods: int) -> float:
     def make_node(i: int) -> None:
         name = f"bench-node-{i:04d}"
         ip = f"172.30.{i // 250}.{2 + i % 250}"
-        body = _node_manifest(plan, name, ip, version)
+        body = node_manifest(plan, name, ip, version)
         body["spec"] = {}
         cluster.api.request("POST", "/api/v1/nodes", body=body, ok=(409,))
 

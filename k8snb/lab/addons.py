@@ -10,17 +10,15 @@ import random
 import socket
 import string
 import struct
-import subprocess
-import time
 from pathlib import Path
 from typing import Callable
 
-from ..errors import LabError
-from . import images, processes
+from . import commands, images, processes, wait
 from .binaries import Binaries, pinned_versions
-from .plan import CLUSTER_DOMAIN, LabPlan
+from .constants import CLUSTER_DOMAIN, DOCKER_REGISTRY, FILES, REGISTRY_PORT
+from .plan import LabPlan
 
-FILES = Path(__file__).parent / "files"
+#: Upper bound for CoreDNS to answer once applied (its image pulled, its pod started).
 DNS_TIMEOUT = 90.0
 
 
@@ -31,9 +29,8 @@ def start_registry(state: Path, address: str, b: Binaries, log: Callable[[str], 
     push_cfg = images.registry_config(state, push_socket(state), read_only=False)
     # Blobs only earlier image recipes used are dropped first (tags are overwritten by each
     # rebuild, so old manifests are untagged); safe while no registry serves the storage.
-    subprocess.run(["/usr/bin/docker-registry", "garbage-collect", "--delete-untagged", str(push_cfg)],
-                   capture_output=True, check=False)
-    processes.start(state, "registry-push", ["/usr/bin/docker-registry", "serve", str(push_cfg)])
+    commands.run([str(DOCKER_REGISTRY), "garbage-collect", "--delete-untagged", str(push_cfg)], check=False)
+    processes.start(state, "registry-push", [str(DOCKER_REGISTRY), "serve", str(push_cfg)])
     try:
         images.wait_registry(push_socket(state))
         for image in images.build_all(b, pinned_versions()["COREDNS_VERSION"], log):
@@ -41,9 +38,20 @@ def start_registry(state: Path, address: str, b: Binaries, log: Callable[[str], 
     finally:
         processes.stop(state, "registry-push")
         push_socket(state).unlink(missing_ok=True)
-    serve_cfg = images.registry_config(state, f"{address}:{images.REGISTRY_PORT}", read_only=True)
-    processes.start(state, "registry", ["/usr/bin/docker-registry", "serve", str(serve_cfg)])
+    serve_cfg = images.registry_config(state, f"{address}:{REGISTRY_PORT}", read_only=True)
+    processes.start(state, "registry", [str(DOCKER_REGISTRY), "serve", str(serve_cfg)])
     images.wait_registry(address)
+
+
+def stop_registry(state: Path) -> bool:
+    """Stop both registries (the push one too: a start may have been killed while pushing) and
+    remove their configurations and socket; the storage, in the cache, stays for the next lab."""
+    found = processes.stop(state, "registry")
+    found |= processes.stop(state, "registry-push")
+    push_socket(state).unlink(missing_ok=True)
+    for config in ("registry.yml", "registry-push.yml"):
+        (state / config).unlink(missing_ok=True)
+    return found
 
 
 def push_socket(state: Path) -> Path:
@@ -91,14 +99,9 @@ def coredns_manifest(plan: LabPlan) -> str:
         image=images.coredns_image(pinned_versions()["COREDNS_VERSION"]))
 
 
-def start_coredns(plan: LabPlan, state: Path, b: Binaries, kubectl: Callable[..., str]) -> None:
+def start_coredns(plan: LabPlan, state: Path, b: Binaries) -> None:
     """Apply CoreDNS and wait until kube-dns resolves the `kubernetes` Service from the host."""
-    kubectl(b, state, "apply", "-f", "-", stdin=coredns_manifest(plan))
-    name = f"kubernetes.default.svc.{CLUSTER_DOMAIN}"
-    deadline = time.monotonic() + DNS_TIMEOUT
-    while time.monotonic() < deadline:
-        if plan.api_server_ip in dns_answer(plan):
-            return
-        time.sleep(0.5)
-    pods = kubectl(b, state, "get", "pods", "-n", "kube-system", "-o", "wide")
-    raise LabError(f"CoreDNS did not answer {name} at {plan.dns_ip} within {DNS_TIMEOUT:.0f} s:\n{pods}")
+    commands.kubectl(b, state, "apply", "-f", "-", stdin=coredns_manifest(plan))
+    wait.until(lambda: plan.api_server_ip in dns_answer(plan), DNS_TIMEOUT, 0.5, lambda: (
+        f"CoreDNS did not answer kubernetes.default.svc.{CLUSTER_DOMAIN} at {plan.dns_ip} within "
+        f"{DNS_TIMEOUT:.0f} s:\n{commands.kubectl(b, state, 'get', 'pods', '-n', 'kube-system', '-o', 'wide')}"))

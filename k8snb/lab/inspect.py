@@ -11,16 +11,15 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import subprocess
-from pathlib import Path
 
 import pandas as pd
 
 from ..errors import InvalidInput, LabError
-from .control import node_pod_cidrs
-from .plan import CLUSTER_DOMAIN, LabPlan, state_dir
+from .api import node_pod_cidrs
+from .commands import run
+from .constants import CLUSTER_DOMAIN, NETNS_DIR
+from .plan import LabPlan, state_dir
 
-NETNS_DIR = Path("/run/netns")
 ROUTE_COLUMNS = ["dst", "gateway", "dev", "scope", "protocol", "prefsrc", "type"]
 LINK_COLUMNS = ["ifname", "kind", "master", "state", "mac", "mtu", "addresses"]
 IPTABLES_TABLES = ("nat", "filter", "mangle", "raw")
@@ -47,10 +46,7 @@ def _in_node(node: str, argv: list[str]) -> str:
     pin = NETNS_DIR / node
     if not pin.exists():
         raise LabError(f"node {node} has no network namespace at {pin}: is the real lab running?")
-    proc = subprocess.run(["nsenter", f"--net={pin}", "--", *argv], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise LabError(f"`{' '.join(argv)}` in node {node} failed: {proc.stderr.strip()}")
-    return proc.stdout
+    return run(["nsenter", f"--net={pin}", "--", *argv], f"`{' '.join(argv)}` in node {node}").stdout
 
 
 def routes_frame(ip_json: str) -> pd.DataFrame:

@@ -36,17 +36,12 @@ import os
 import subprocess
 from pathlib import Path
 
-from ..errors import LabError
+from .commands import run
+from .constants import (ALIAS_PREFIX, BRIDGE, BRIDGE_CHAIN, COMMENT, GUARD_CHAIN, NETNS_DIR, NODE_NAMES,
+                        REGISTRY_PORT, VETH_PREFIX)
 from .plan import LabPlan
 from .secure import read_private, write_private
 
-BRIDGE = "k8snb0"
-GUARD_CHAIN = "K8SNB-LAB-GUARD"
-#: What nodes and pods may reach on the host, from the lab bridge: the API server and the
-#: registry's pull side; replies to connections the host opened (kubectl exec, NodePort requests).
-BRIDGE_CHAIN = "K8SNB-LAB-FROM-BRIDGE"
-REGISTRY_PORT = 5000
-COMMENT = "k8snb-lab"
 #: Host-wide sysctls kubelet sets at start (KernelTunableModify; there is no warn-only mode). The
 #: lab records their values before the nodes start and puts them back at `down`.
 KUBELET_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
@@ -54,18 +49,11 @@ KUBELET_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "k
 
 
 def veth(index: int) -> str:
-    return f"k8snb-veth{index}"
+    return f"{VETH_PREFIX}{index}"
 
 
-def _run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise LabError(f"lab network: `{' '.join(argv)}` failed: {proc.stderr.strip()}")
-    return proc
-
-
-def in_netns(netns: str, argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
-    return _run(["ip", "netns", "exec", netns, *argv], check=check)
+def in_netns(netns: str, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(["ip", "netns", "exec", netns, *argv], check=check)
 
 
 def _guard_rules(plan: LabPlan) -> list[tuple[str, list[str]]]:
@@ -111,10 +99,10 @@ def conflicts(plan: LabPlan) -> list[str]:
     found = []
     if Path(f"/sys/class/net/{BRIDGE}").exists():
         found.append(f"interface {BRIDGE} exists (left by a lab whose state is gone? `ip link del {BRIDGE}`)")
-    existing = set(_run(["ip", "netns", "list"]).stdout.split())
+    existing = set(run(["ip", "netns", "list"]).stdout.split())
     found += [f"network namespace {n} exists (`ip netns del {n}`)" for n in plan.node_names if n in existing]
     ranges = [ipaddress.ip_network(r) for r in (plan.node_subnet, plan.pod_cidr, plan.service_cidr)]
-    for route in json.loads(_run(["ip", "-j", "route", "show"]).stdout or "[]"):
+    for route in json.loads(run(["ip", "-j", "route", "show"]).stdout or "[]"):
         dst = route.get("dst", "")
         if dst in ("default", ""):
             continue
@@ -122,10 +110,6 @@ def conflicts(plan: LabPlan) -> list[str]:
         if any(net.overlaps(r) for r in ranges):
             found.append(f"host route {dst} dev {route.get('dev', '?')} overlaps the lab's ranges")
     return found
-
-
-#: The bridge's alias records which state directory's lab made it ("k8snb-lab:<state dir>").
-ALIAS_PREFIX = "k8snb-lab:"
 
 
 def owner(bridge: str = BRIDGE) -> Path | None:
@@ -145,9 +129,9 @@ def leftovers_by_name(state: Path) -> list[str]:
     if made_by is not None and made_by != state and (made_by / "plan.json").exists():
         return []
     found = [BRIDGE] if Path(f"/sys/class/net/{BRIDGE}").exists() else []
-    netns = set(_run(["ip", "netns", "list"], check=False).stdout.split())
-    found += sorted(n for n in netns if n in LabPlan().node_names)
-    chains = _run(["iptables", "-w", "-S"], check=False).stdout
+    netns = set(run(["ip", "netns", "list"], check=False).stdout.split())
+    found += sorted(n for n in netns if n in NODE_NAMES)
+    chains = run(["iptables", "-w", "-S"], check=False).stdout
     found += [c for c in (GUARD_CHAIN, BRIDGE_CHAIN) if f"-N {c}" in chains]
     return found
 
@@ -156,39 +140,39 @@ def create(plan: LabPlan, state: Path) -> None:
     """Bridge (its alias naming `state`), one namespace + veth per node, host routes and guard rules."""
     gw = plan.host_ip
     prefix = ipaddress.ip_network(plan.node_subnet).prefixlen
-    _run(["ip", "link", "add", BRIDGE, "type", "bridge"])
-    _run(["ip", "link", "set", BRIDGE, "alias", f"{ALIAS_PREFIX}{state}"])
+    run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+    run(["ip", "link", "set", BRIDGE, "alias", f"{ALIAS_PREFIX}{state}"])
     _disable_ipv6(BRIDGE)
-    _run(["ip", "addr", "add", f"{gw}/{prefix}", "dev", BRIDGE])
-    _run(["ip", "link", "set", BRIDGE, "up"])
+    run(["ip", "addr", "add", f"{gw}/{prefix}", "dev", BRIDGE])
+    run(["ip", "link", "set", BRIDGE, "up"])
     for i, (name, ip) in enumerate(plan.node_ips().items()):
-        _run(["ip", "netns", "add", name])
-        _run(["ip", "link", "add", veth(i), "type", "veth", "peer", "name", "eth0", "netns", name])
+        run(["ip", "netns", "add", name])
+        run(["ip", "link", "add", veth(i), "type", "veth", "peer", "name", "eth0", "netns", name])
         _disable_ipv6(veth(i))
-        _run(["ip", "link", "set", veth(i), "master", BRIDGE, "up"])
-        _run(["ip", "-n", name, "addr", "add", f"{ip}/{prefix}", "dev", "eth0"])
-        _run(["ip", "-n", name, "link", "set", "lo", "up"])
-        _run(["ip", "-n", name, "link", "set", "eth0", "up"])
+        run(["ip", "link", "set", veth(i), "master", BRIDGE, "up"])
+        run(["ip", "-n", name, "addr", "add", f"{ip}/{prefix}", "dev", "eth0"])
+        run(["ip", "-n", name, "link", "set", "lo", "up"])
+        run(["ip", "-n", name, "link", "set", "eth0", "up"])
         # No default route: what is not the lab has no way out. Service IPs need a route so that
         # connect() reaches the nat table, where kube-proxy rewrites them.
-        _run(["ip", "-n", name, "route", "add", plan.service_cidr, "via", gw])
+        run(["ip", "-n", name, "route", "add", plan.service_cidr, "via", gw])
         in_netns(name, ["sysctl", "-qw", *_node_sysctls(plan)])
         in_netns(name, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"],
                  check=False)
     if plan.network == "routed":
-        _run(["ip", "route", "add", "blackhole", plan.pod_cidr])
-    _run(["ip", "route", "add", plan.service_cidr, "via", plan.node_ips()[plan.node_names[0]]])
-    _run(["iptables", "-w", "-N", GUARD_CHAIN])
+        run(["ip", "route", "add", "blackhole", plan.pod_cidr])
+    run(["ip", "route", "add", plan.service_cidr, "via", plan.node_ips()[plan.node_names[0]]])
+    run(["iptables", "-w", "-N", GUARD_CHAIN])
     for rule in (["-i", "lo", "-j", "RETURN"], ["-i", BRIDGE, "-j", "RETURN"], ["-j", "DROP"]):
-        _run(["iptables", "-w", "-A", GUARD_CHAIN, *rule])
-    _run(["iptables", "-w", "-N", BRIDGE_CHAIN])
+        run(["iptables", "-w", "-A", GUARD_CHAIN, *rule])
+    run(["iptables", "-w", "-N", BRIDGE_CHAIN])
     for rule in _bridge_chain_rules(plan):
-        _run(["iptables", "-w", "-A", BRIDGE_CHAIN, *rule])
+        run(["iptables", "-w", "-A", BRIDGE_CHAIN, *rule])
     for chain, rule in _guard_rules(plan):
-        _run(["iptables", "-w", "-I", chain, "1", *rule])
+        run(["iptables", "-w", "-I", chain, "1", *rule])
     for chain, rule in _guard6_rules():
-        _run(["ip6tables", "-w", "-I", chain, "1", *rule])
-    _run(["iptables", "-w", "-t", "nat", "-I", "OUTPUT", "1", *_api_dnat(plan)])
+        run(["ip6tables", "-w", "-I", chain, "1", *rule])
+    run(["iptables", "-w", "-t", "nat", "-I", "OUTPUT", "1", *_api_dnat(plan)])
 
 
 def _api_dnat(plan: LabPlan) -> list[str]:
@@ -219,10 +203,10 @@ def route_pods(plan: LabPlan, pod_cidrs: dict[str, str]) -> None:
     """Routed model: each node (and the host) routes every other node's podCIDR via that node's IP."""
     ips = plan.node_ips()
     for node, cidr in pod_cidrs.items():
-        _run(["ip", "route", "replace", cidr, "via", ips[node]])
+        run(["ip", "route", "replace", cidr, "via", ips[node]])
         for other in plan.node_names:
             if other != node:
-                _run(["ip", "-n", other, "route", "replace", cidr, "via", ips[node]])
+                run(["ip", "-n", other, "route", "replace", cidr, "via", ips[node]])
 
 
 def save_sysctls(state: Path) -> None:
@@ -246,7 +230,7 @@ def restore_sysctls(state: Path) -> bool:
 
 def namespace_inodes(plan: LabPlan, state: Path) -> set[int]:
     """Network namespaces the lab made: the nodes' and the pods' (containerd pins those in its state)."""
-    pins = [Path("/run/netns", n) for n in plan.node_names]
+    pins = [NETNS_DIR / n for n in plan.node_names]
     nodes = state / "nodes"
     if nodes.exists():
         pins += [p for p in nodes.glob("*/containerd/state/**/netns/*") if p.is_file()]
@@ -262,27 +246,27 @@ def namespace_inodes(plan: LabPlan, state: Path) -> set[int]:
 def destroy(plan: LabPlan) -> bool:
     """Remove what `create` and `route_pods` made; True if anything was there. Each step tolerates absence."""
     found = False
-    existing = set(_run(["ip", "netns", "list"], check=False).stdout.split())
+    existing = set(run(["ip", "netns", "list"], check=False).stdout.split())
     for name in plan.node_names:
         if name in existing:
-            _run(["ip", "netns", "del", name], check=False)  # takes its veth, cni0 and iptables with it
+            run(["ip", "netns", "del", name], check=False)  # takes its veth, cni0 and iptables with it
             found = True
     if Path(f"/sys/class/net/{BRIDGE}").exists():
-        _run(["ip", "link", "del", BRIDGE], check=False)  # and the routes via node IPs
+        run(["ip", "link", "del", BRIDGE], check=False)  # and the routes via node IPs
         found = True
     routes = [[plan.service_cidr]] + ([["blackhole", plan.pod_cidr]] if plan.network == "routed" else [])
     for route in routes:
-        found |= _run(["ip", "route", "del", *route], check=False).returncode == 0
+        found |= run(["ip", "route", "del", *route], check=False).returncode == 0
     for chain, rule in _guard_rules(plan):
-        while _run(["iptables", "-w", "-D", chain, *rule], check=False).returncode == 0:
+        while run(["iptables", "-w", "-D", chain, *rule], check=False).returncode == 0:
             found = True
     for chain, rule in _guard6_rules():
-        while _run(["ip6tables", "-w", "-D", chain, *rule], check=False).returncode == 0:
+        while run(["ip6tables", "-w", "-D", chain, *rule], check=False).returncode == 0:
             found = True
-    while _run(["iptables", "-w", "-t", "nat", "-D", "OUTPUT", *_api_dnat(plan)], check=False).returncode == 0:
+    while run(["iptables", "-w", "-t", "nat", "-D", "OUTPUT", *_api_dnat(plan)], check=False).returncode == 0:
         found = True
     for chain in (GUARD_CHAIN, BRIDGE_CHAIN):
-        if _run(["iptables", "-w", "-F", chain], check=False).returncode == 0:
-            _run(["iptables", "-w", "-X", chain], check=False)
+        if run(["iptables", "-w", "-F", chain], check=False).returncode == 0:
+            run(["iptables", "-w", "-X", chain], check=False)
             found = True
     return found

@@ -15,7 +15,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .secure import write_private
+from .constants import CLUSTER_DOMAIN
+from .plan import LabPlan
+from .secure import checked_dir, write_private
 
 #: The lab is short-lived; a year keeps a forgotten lab working through a course.
 VALIDITY = dt.timedelta(days=365)
@@ -117,3 +119,30 @@ def service_account_keys(directory: Path) -> Pair:
     write_private(pair.cert, key.public_key().public_bytes(serialization.Encoding.PEM,
                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
     return pair
+
+
+def lab_certificates(state: Path, plan: LabPlan) -> dict[str, Pair]:
+    """The control plane's certificates, as kubeadm lays them out under state/pki: one CA for
+    Kubernetes, and etcd's own CA, whose client certificates (the API server's alone) are the only
+    way into etcd. Made once; a later call returns the same files."""
+    d = checked_dir(state / "pki")
+    ca = make_ca(d)
+    etcd_ca = make_ca(d, "etcd-ca")
+    names = ("127.0.0.1", "localhost", plan.api_server_ip, "kubernetes", "kubernetes.default",
+             "kubernetes.default.svc", f"kubernetes.default.svc.{CLUSTER_DOMAIN}", plan.api_bind)
+    return {
+        "ca": ca,
+        "etcd-ca": etcd_ca,
+        # Client use too, as kubeadm issues it: etcd's own HTTP gateway dials etcd with it.
+        "etcd-server": issue(etcd_ca, d, "etcd-server", "k8snb-etcd", server_names=("127.0.0.1", "localhost")),
+        "etcd-peer": issue(etcd_ca, d, "etcd-peer", "k8snb-etcd-peer", server_names=("127.0.0.1", "localhost")),
+        "apiserver-etcd-client": issue(etcd_ca, d, "apiserver-etcd-client", "kube-apiserver-etcd-client"),
+        "apiserver": issue(ca, d, "apiserver", "kube-apiserver", server_names=names, client=False),
+        "apiserver-kubelet-client": issue(ca, d, "apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                                          org="system:masters"),
+        "admin": issue(ca, d, "admin", "k8snb-admin", org="system:masters"),
+        "controller-manager": issue(ca, d, "controller-manager", "system:kube-controller-manager"),
+        "scheduler": issue(ca, d, "scheduler", "system:kube-scheduler"),
+        "kwok": issue(ca, d, "kwok", "k8snb-kwok", org="system:masters"),
+        "sa": service_account_keys(d),
+    }

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..errors import InvalidInput, LabError
+from .constants import CLUSTER_DOMAIN, CONTEXT, NODE_NAMES
 from .secure import read_private, write_private
 
 #: kind's default, so that what learners see on the lab matches what they see on kind.
@@ -34,9 +35,6 @@ NETWORK_DEFAULTS = MappingProxyType({
 })
 #: One /24 per node, like kind and kubeadm: 254 pod addresses per node.
 NODE_CIDR_MASK = 24
-NODE_NAMES = ("k8snb-control-plane", "k8snb-worker", "k8snb-worker2")
-CONTEXT = "k8snb-lab"
-CLUSTER_DOMAIN = "cluster.local"
 NODE_PORT_RANGE = "30000-32767"
 API_PORT = 6443
 #: etcd listens on loopback on ports away from a system etcd's 2379/2380 (peer: client + 1).

@@ -7,15 +7,17 @@ somebody else's process of the same name is never touched.
 """
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LabError
+from . import wait
+from .constants import NETNS_DIR
 from .secure import checked_dir, read_private, write_private
 
 #: Seconds a process gets to exit after SIGTERM before SIGKILL.
@@ -56,7 +58,7 @@ def start(state: Path, name: str, argv: list[str], env: dict[str, str] | None = 
     if netns:
         # Only the network namespace: `ip netns exec` would also give each process a private mount
         # namespace, and containerd would then not see the volumes kubelet mounts for its pods.
-        argv = ["nsenter", f"--net=/run/netns/{netns}", "--", *argv]
+        argv = ["nsenter", f"--net={NETNS_DIR / netns}", "--", *argv]
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env={**os.environ, **(env or {})}, start_new_session=True, close_fds=True)
     log.close()
@@ -106,13 +108,14 @@ def recorded(state: Path) -> list[Proc]:
 
 def strays(state: Path, programs: tuple[Path, ...]) -> list[Proc]:
     """Processes the lab started but has no (readable) pidfile for: a start killed between spawning
-    a process and recording it, or a corrupt pidfile. Found only among `programs` (the lab's own
-    binaries), and only when their command line names this state directory."""
+    a process and recording it, or a corrupt pidfile (call `forget_corrupt` first). Found only among
+    `programs` (the lab's own binaries), and only when their command line names this state directory."""
     marker = str(state) + "/"
     roots = tuple(str(p) for p in programs)
+    known = {p.pid for p in recorded(state) if p.running}
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit() or int(entry.name) in known or int(entry.name) == os.getpid():
             continue
         pid = int(entry.name)
         exe = _exe(pid)
@@ -131,13 +134,9 @@ def strays(state: Path, programs: tuple[Path, ...]) -> list[Proc]:
 def stop_proc(proc: Proc) -> None:
     """SIGTERM, then SIGKILL after STOP_GRACE; each signal only if the PID is still `proc`."""
     _signal(proc, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE
-    while time.monotonic() < deadline and _alive(proc):
-        time.sleep(0.1)
-    if _alive(proc):
+    if not wait.until(lambda: not _alive(proc), STOP_GRACE, 0.1):
         _signal(proc, signal.SIGKILL)
-        while _alive(proc):
-            time.sleep(0.05)
+        wait.until(lambda: not _alive(proc), math.inf, 0.05)  # SIGKILL cannot be refused
 
 
 def forget_corrupt(state: Path) -> list[str]:
@@ -200,6 +199,14 @@ def require_ports(ports: dict[int, str], host: str = "127.0.0.1") -> None:
                 f"port {port} on {host} is already in use (needed for the lab's {what}); stop whatever "
                 f"listens there (`ss -ltnp 'sport = :{port}'`) or pick another port with --port"
             )
+
+
+def check_running(state: Path, name: str, lines: int = 8) -> None:
+    """Raise LabError quoting its log when the process recorded as `name` has exited: a wait for
+    it to serve then ends at once rather than at its deadline."""
+    proc = read(state, name)
+    if proc is not None and not proc.running:
+        raise LabError(f"{name} exited during start-up; last log lines:\n{log_tail(state, name, lines)}")
 
 
 def log_tail(state: Path, name: str, lines: int = 8) -> str:

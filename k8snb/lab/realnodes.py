@@ -1,17 +1,21 @@
 """Real nodes for the lab: each node a network namespace with its own containerd, kubelet, kube-proxy.
 
-`k8snb lab up --nodes real` (root only) calls, in this order:
-  preflight(plan, state)                root, socket paths, no clash with the host's routes
-  provision(components, ...) -> b       host packages (recipes/host-setup.sh), binaries, images
-  prepare_host(plan, state, b)          lab bridge and node namespaces, guard rails, the registry (images pushed)
-  start_nodes(plan, state, b, certs)    containerd + kubelet + kube-proxy per node, CNI once podCIDRs exist
-                                        (bridge + routes, or ptp + proxy ARP: see netns)
-  start_addons(plan, state, b)          CoreDNS, once kube-dns answers
-and `down` calls teardown(plan, state), which removes whatever of all that exists.
+`k8snb lab up --nodes real` (root only) first runs REAL.provision: root, socket paths short enough,
+no clash with the host's routes (preflight), then host packages (recipes/host-setup.sh), binaries and
+images. Its steps, around the control plane's (see control.up), each with what its undo removes:
+
+  host network     lab bridge, node namespaces, guard rules;   namespaces, bridge, routes, rules;
+                   the host sysctls kubelet changes, saved      the sysctls put back
+  image registry   images pushed, then served read-only         the registries stopped
+  node processes   containerd + kubelet + kube-proxy per node   the processes, shims and pods killed,
+                                                                mounts, cgroups, host-wide leftovers
+  pod network      CNI config once podCIDRs exist (bridge +     (routes go with the bridge, configs
+                   routes, or ptp + proxy ARP: see netns)        with the node directories)
+  CoreDNS          applied; done when kube-dns answers          (in etcd, gone with its data)
 
 The control plane stays on the host. Node processes run in their node's network namespace but in
 the host's mount namespace (see processes.start), so their mounts live under the lab's state
-directory, where teardown finds and removes them.
+directory, where the node processes' undo finds and removes them.
 """
 from __future__ import annotations
 
@@ -22,35 +26,28 @@ import os
 import shutil
 import signal
 import string
-import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
 from ..errors import LabError
-from . import addons, binaries, images, netns, pki, processes
-from .binaries import pinned_versions
-from .secure import write_private
-from .plan import CLUSTER_DOMAIN, LabPlan
+from . import addons, binaries, commands, images, kubeconfig, netns, pki, processes, wait
+from .binaries import Binaries, pinned_versions
+from .constants import (CLUSTER_DOMAIN, CNI_CACHE, CNI_NETWORK, CNI_PLUGINS, FILES, KUBE_PROXY_HEALTHZ_PORT,
+                        KUBE_PROXY_METRICS_PORT, KUBELET_HEALTHZ_PORT, KUBELET_PORT, REGISTRY_PORT,
+                        SHIM_SOCKETS, SOCKET_PATH_MAX)
+from .plan import LabPlan
+from .steps import Context, Step, remove
 
-FILES = Path(__file__).parent / "files"
 #: Tools the host must have; recipes/host-setup.sh installs the Debian packages that provide them.
 HOST_TOOLS = ("runc", "iptables", "conntrack", "docker-registry", "debootstrap", "nsenter", "ip")
-CNI_PLUGINS = Path("/usr/lib/cni")
 #: The CNI plugins the two network models use (Debian's containernetworking-plugins has them all).
 CNI_PLUGIN_NAMES = ("bridge", "ptp", "host-local", "portmap", "loopback")
-#: Host-wide directories containerd and libcni write into whatever their configuration says.
-SHIM_SOCKETS = Path("/run/containerd/s")
-CNI_CACHE = Path("/var/lib/cni/results")
-CNI_NETWORK = "k8snb"
-#: Upper bound for kubelets to register and get a podCIDR from the controller-manager.
+#: Upper bounds: for containerd to open its socket, and for kubelets to register and get a podCIDR.
+SOCKET_TIMEOUT = 30.0
 REGISTER_TIMEOUT = 60.0
-
-
-def _log(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def _node_dir(state: Path, node: str) -> Path:
@@ -61,10 +58,6 @@ def _missing_tools() -> list[str]:
     missing = [t for t in HOST_TOOLS if not shutil.which(t)]
     missing += [f"{CNI_PLUGINS}/{p}" for p in CNI_PLUGIN_NAMES if not (CNI_PLUGINS / p).exists()]
     return missing
-
-
-#: The longest Unix socket path Linux accepts (sun_path), which containerd checks for its sockets.
-SOCKET_PATH_MAX = 104
 
 
 def preflight(plan: LabPlan, state: Path) -> None:
@@ -83,52 +76,57 @@ def preflight(plan: LabPlan, state: Path) -> None:
         raise LabError("real nodes cannot start: " + "; ".join(clashes))
 
 
-def _host_packages() -> None:
+def _host_packages(log: Callable[[str], None]) -> None:
     """Install the Debian packages real nodes need (recipes/host-setup.sh) when a tool is missing."""
     if not _missing_tools():
         return
-    _log(f"k8snb lab: installing host packages for real nodes ({', '.join(_missing_tools())} missing)")
-    proc = subprocess.run(["bash", str(binaries.recipes_dir() / "host-setup.sh")],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if proc.returncode != 0 or _missing_tools():
-        raise LabError(f"recipes/host-setup.sh could not provide {', '.join(_missing_tools())}:\n"
-                       + "\n".join(proc.stdout.splitlines()[-10:]))
+    log(f"k8snb lab: installing host packages for real nodes ({', '.join(_missing_tools())} missing)")
+    commands.run(["bash", str(binaries.recipes_dir() / "host-setup.sh")], "recipes/host-setup.sh")
+    if _missing_tools():
+        raise LabError(f"recipes/host-setup.sh could not provide {', '.join(_missing_tools())}")
 
 
-def provision(components: tuple[str, ...], version: str | None, rebuild: bool) -> binaries.Binaries:
+def _provision(version: str | None, rebuild: bool, log: Callable[[str], None]) -> Binaries:
     """Everything real nodes need before the lab starts. A first run waits on the network (apt, the
     Debian archive) as much as on the CPU (Go), so the host packages and the images' Debian layers
     are fetched in a thread while the binaries compile; then the images that hold a binary."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         def host_side() -> None:
-            _host_packages()
-            images.build_packaged(pinned_versions()["COREDNS_VERSION"], _log)
+            _host_packages(log)
+            images.build_packaged(pinned_versions()["COREDNS_VERSION"], log)
 
         host = pool.submit(host_side)
         try:
-            b = binaries.ensure(components, version=version, rebuild=rebuild, log=_log)
+            b = binaries.ensure(binaries.CONTROL_PLANE + binaries.REAL_NODES, version=version, rebuild=rebuild,
+                                log=log)
         finally:
             host.result()  # its error first: no image can be built without the host packages
-    images.build_all(b, pinned_versions()["COREDNS_VERSION"], _log)
+    images.build_all(b, pinned_versions()["COREDNS_VERSION"], log)
     return b
 
 
-def prepare_host(plan: LabPlan, state: Path, b: binaries.Binaries) -> None:
-    """Create the lab network and the registry (the images pushed, then served read-only on the
-    bridge). control.up saved the plan before this, so `down` removes whatever of it exists."""
-    netns.save_sysctls(state)
-    netns.create(plan, state)
-    addons.start_registry(state, plan.host_ip, b, _log)
+def _host_network(ctx: Context) -> None:
+    """The bridge, one namespace per node, routes and guard rules (see netns); the host sysctls
+    kubelet will change are saved first, for `down` to put back."""
+    netns.save_sysctls(ctx.state)
+    netns.create(ctx.plan, ctx.state)
 
 
-def _kubeconfig(path: Path, server: str, ca: pki.Pair, cert: pki.Pair) -> Path:
-    cfg = {"apiVersion": "v1", "kind": "Config",
-           "clusters": [{"name": "lab", "cluster": {"server": server, "certificate-authority": str(ca.cert)}}],
-           "users": [{"name": "lab", "user": {"client-certificate": str(cert.cert), "client-key": str(cert.key)}}],
-           "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "lab"}}],
-           "current-context": "lab"}
-    write_private(path, yaml.safe_dump(cfg, sort_keys=False))
-    return path
+def _remove_host_network(ctx: Context) -> bool:
+    found = netns.destroy(ctx.plan)
+    try:
+        found |= netns.restore_sysctls(ctx.state)
+    except (OSError, ValueError) as exc:
+        ctx.log(f"k8snb lab: could not restore the host's sysctls from {ctx.state / 'host-sysctls.json'}: {exc}")
+    return found
+
+
+def _registry(ctx: Context) -> None:
+    addons.start_registry(ctx.state, ctx.plan.host_ip, ctx.b, ctx.log)
+
+
+def _stop_registry(ctx: Context) -> bool:
+    return addons.stop_registry(ctx.state)
 
 
 def _cgroup_mounts(types: tuple[str, ...] = ("cgroup",)) -> list[Path]:
@@ -165,7 +163,7 @@ def _remove_cgroup_root(node: str) -> bool:
 
 
 def _containerd_config(plan: LabPlan, d: Path, node: str) -> Path:
-    registry = f"http://{plan.host_ip}:{images.REGISTRY_PORT}"
+    registry = f"http://{plan.host_ip}:{REGISTRY_PORT}"
     certs_d = d / "containerd" / "certs.d"
     hosts = string.Template((FILES / "hosts.toml").read_text())
     for name in ("docker.io", "registry.k8s.io"):
@@ -188,8 +186,8 @@ def _kubelet_config(plan: LabPlan, d: Path, node: str, ip: str, serving: pki.Pai
     control_plane = node == plan.node_names[0]
     cfg = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
-        "address": ip, "port": 10250, "readOnlyPort": 0,
-        "healthzBindAddress": "127.0.0.1", "healthzPort": 10248,
+        "address": ip, "port": KUBELET_PORT, "readOnlyPort": 0,
+        "healthzBindAddress": "127.0.0.1", "healthzPort": KUBELET_HEALTHZ_PORT,
         "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
                            "x509": {"clientCAFile": str(ca.cert)}},
         "authorization": {"mode": "Webhook"},
@@ -215,7 +213,8 @@ def _kube_proxy_config(plan: LabPlan, d: Path, node: str, ip: str, kubeconfig: P
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
         "mode": "iptables", "clientConnection": {"kubeconfig": str(kubeconfig)},
         "hostnameOverride": node, "bindAddress": ip,
-        "healthzBindAddress": f"{ip}:10256", "metricsBindAddress": "127.0.0.1:10249",
+        "healthzBindAddress": f"{ip}:{KUBE_PROXY_HEALTHZ_PORT}",
+        "metricsBindAddress": f"127.0.0.1:{KUBE_PROXY_METRICS_PORT}",
         "clusterCIDR": plan.pod_cidr,
         # NodePorts on the node's lab IP only (not 127.0.0.1, which would need route_localnet).
         "nodePortAddresses": [f"{ip}/32"],
@@ -229,45 +228,39 @@ def _kube_proxy_config(plan: LabPlan, d: Path, node: str, ip: str, kubeconfig: P
     return path
 
 
-def _wait_socket(state: Path, name: str, sock: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait_socket(state: Path, name: str, sock: Path) -> None:
+    """Until the process `name` opened its socket `sock` (kubelet needs containerd's)."""
+    def opened() -> bool:
         if sock.exists():
-            return
-        proc = processes.read(state, name)
-        if proc is not None and not proc.running:
-            break
-        time.sleep(0.1)
-    raise LabError(f"{name} did not open {sock}; last log lines:\n{processes.log_tail(state, name)}")
+            return True
+        processes.check_running(state, name)
+        return False
+
+    wait.until(opened, SOCKET_TIMEOUT, 0.1, lambda: f"{name} did not open {sock} within {SOCKET_TIMEOUT:.0f} s; "
+               f"last log lines:\n{processes.log_tail(state, name)}")
 
 
-def kubectl(b: binaries.Binaries, state: Path, *args: str, stdin: str | None = None) -> str:
-    """Run kubectl as the lab admin; raise LabError with its message on failure."""
-    proc = subprocess.run([b["kubectl"], f"--kubeconfig={state / 'kubeconfig'}", *args],
-                          input=stdin, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise LabError(f"kubectl {' '.join(args[:3])} failed: {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def _pod_cidrs(plan: LabPlan, state: Path, b: binaries.Binaries) -> dict[str, str]:
+def _pod_cidrs(plan: LabPlan, state: Path, b: Binaries) -> dict[str, str]:
     """Wait until every node registered and got its podCIDR from the controller-manager."""
-    deadline = time.monotonic() + REGISTER_TIMEOUT
     cidrs: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        items = json.loads(kubectl(b, state, "get", "nodes", "-o", "json"))["items"]
+
+    def allocated() -> bool:
+        nonlocal cidrs
+        items = json.loads(commands.kubectl(b, state, "get", "nodes", "-o", "json"))["items"]
         cidrs = {n["metadata"]["name"]: n["spec"]["podCIDR"] for n in items if n["spec"].get("podCIDR")}
         if all(n in cidrs for n in plan.node_names):
-            return cidrs
+            return True
         for node in plan.node_names:
-            proc = processes.read(state, f"kubelet-{node}")
-            if proc is not None and not proc.running:
-                raise LabError(f"kubelet on {node} exited; last log lines:\n"
-                               f"{processes.log_tail(state, f'kubelet-{node}', 15)}")
-        time.sleep(0.5)
-    missing = [n for n in plan.node_names if n not in cidrs]
-    raise LabError(f"nodes {', '.join(missing)} did not register with a podCIDR within {REGISTER_TIMEOUT:.0f} s; "
-                   f"kubelet log:\n{processes.log_tail(state, f'kubelet-{missing[0]}', 15)}")
+            processes.check_running(state, f"kubelet-{node}", 15)
+        return False
+
+    def missing() -> str:
+        late = [n for n in plan.node_names if n not in cidrs]
+        return (f"nodes {', '.join(late)} did not register with a podCIDR within {REGISTER_TIMEOUT:.0f} s; "
+                f"kubelet log:\n{processes.log_tail(state, f'kubelet-{late[0]}', 15)}")
+
+    wait.until(allocated, REGISTER_TIMEOUT, 0.5, missing)
+    return cidrs
 
 
 def _cni_config(plan: LabPlan, d: Path, pod_cidr: str) -> dict:
@@ -292,12 +285,19 @@ def _write_cni(plan: LabPlan, d: Path, pod_cidr: str) -> None:
     (d / "cni" / "net.d" / "10-k8snb.conflist").write_text(json.dumps(_cni_config(plan, d, pod_cidr), indent=2))
 
 
-def start_nodes(plan: LabPlan, state: Path, b: binaries.Binaries, certs: dict[str, pki.Pair]) -> None:
-    """containerd, kubelet and kube-proxy in each node's namespace; pod networking once podCIDRs exist."""
-    ca = certs["ca"]
+def _node_processes(node: str) -> tuple[str, ...]:
+    """The names a node's processes are recorded under, in the order they start."""
+    return (f"containerd-{node}", f"kubelet-{node}", f"kube-proxy-{node}")
+
+
+def _start_node_processes(ctx: Context) -> None:
+    """containerd, kubelet and kube-proxy in each node's namespace, with their certificates and
+    kubeconfigs; the kubelets register their nodes."""
+    plan, state, b = ctx.plan, ctx.state, ctx.b
+    ca = ctx.certs["ca"]
     server = f"https://{plan.host_ip}:{plan.api_port}"
-    proxy_kubeconfig = _kubeconfig(state / "kube-proxy.kubeconfig", server, ca,
-                                   pki.issue(ca, state / "pki", "kube-proxy", "system:kube-proxy"))
+    proxy_kubeconfig = kubeconfig.write_node(kubeconfig.user_path(state, "kube-proxy"), server, ca,
+                                             pki.issue(ca, state / "pki", "kube-proxy", "system:kube-proxy"))
     # containerd finds its shim on PATH; runc and the CNI plugins come from Debian.
     env = {"PATH": f"{b.directory}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
     for node in plan.node_names:
@@ -314,23 +314,52 @@ def start_nodes(plan: LabPlan, state: Path, b: binaries.Binaries, certs: dict[st
         _make_cgroup_root(node)
         processes.start(state, f"kubelet-{node}", [
             b["kubelet"], f"--config={_kubelet_config(plan, d, node, ip, serving, ca)}",
-            f"--kubeconfig={_kubeconfig(d / 'kubelet.kubeconfig', server, ca, client)}",
+            f"--kubeconfig={kubeconfig.write_node(d / 'kubelet.kubeconfig', server, ca, client)}",
             f"--root-dir={d / 'kubelet'}", f"--hostname-override={node}", f"--node-ip={ip}",
         ], env=env, netns=node)
         processes.start(state, f"kube-proxy-{node}", [
             b["kube-proxy"], f"--config={_kube_proxy_config(plan, d, node, ip, proxy_kubeconfig)}",
         ], env=env, netns=node)
+
+
+def _remove_nodes(ctx: Context) -> bool:
+    """Stop the node processes (by PID), then remove what they leave: shims and pods (killed by
+    network namespace), host-wide sockets and CNI cache entries, mounts under the state directory,
+    the nodes' cgroups, and the node directories. Each part runs whatever the previous ones met;
+    what could not be undone is reported, not fatal."""
+    plan, state = ctx.plan, ctx.state
+    found = False
+    for node in reversed(plan.node_names):
+        for name in reversed(_node_processes(node)):
+            found |= processes.stop(state, name)
+    found |= _kill_in_namespaces(netns.namespace_inodes(plan, state))
+    found |= _remove_host_leftovers(state)
+    found |= _unmount_under(state)
+    for node in plan.node_names:
+        try:
+            found |= _remove_cgroup_root(node)
+        except OSError as exc:
+            ctx.log(f"k8snb lab: could not remove the cgroups of {node}: {exc.strerror} (still in use?)")
+    remove(state, "nodes")
+    return found
+
+
+def _pod_network(ctx: Context) -> None:
+    """Once each node has its podCIDR: its CNI configuration and, routed, the routes to the other
+    nodes' pods; then the control-plane node's role label (kubelets may not set it themselves)."""
+    plan, state, b = ctx.plan, ctx.state, ctx.b
     cidrs = _pod_cidrs(plan, state, b)
     for node, cidr in cidrs.items():
         _write_cni(plan, _node_dir(state, node), cidr)
     if plan.network == "routed":  # flat: the nodes' proxy ARP replaces routes (see netns)
         netns.route_pods(plan, cidrs)
-    kubectl(b, state, "label", "node", plan.node_names[0], "node-role.kubernetes.io/control-plane=", "--overwrite")
+    commands.kubectl(b, state, "label", "node", plan.node_names[0], "node-role.kubernetes.io/control-plane=",
+                     "--overwrite")
 
 
-def start_addons(plan: LabPlan, state: Path, b: binaries.Binaries) -> None:
-    """CoreDNS behind kube-dns; returns when DNS answers."""
-    addons.start_coredns(plan, state, b, kubectl)
+def _coredns(ctx: Context) -> None:
+    """CoreDNS behind kube-dns; done when DNS answers."""
+    addons.start_coredns(ctx.plan, ctx.state, ctx.b)
 
 
 def _kill_in_namespaces(inodes: set[int]) -> bool:
@@ -349,18 +378,18 @@ def _kill_in_namespaces(inodes: set[int]) -> bool:
                 pids.append(int(entry.name))
         return pids
 
-    found = members()
-    deadline = time.monotonic() + 10
-    pids = found
-    while pids and time.monotonic() < deadline:
+    def gone() -> bool:
+        pids = members()
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        time.sleep(0.2)
-        pids = members()
-    return bool(found)
+        return not pids
+
+    found = bool(members())
+    wait.until(gone, 10, 0.2)  # best effort: a survivor shows in the leftovers tests look for
+    return found
 
 
 def _unmount_under(state: Path) -> bool:
@@ -372,8 +401,8 @@ def _unmount_under(state: Path) -> bool:
         if point == root or point.startswith(root + "/"):
             mounts.append(point)
     for point in sorted(set(mounts), key=len, reverse=True):
-        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", point], capture_output=True)
+        if commands.run(["umount", point], check=False).returncode != 0:
+            commands.run(["umount", "-l", point], check=False)
     return bool(mounts)
 
 
@@ -409,22 +438,44 @@ def _remove_host_leftovers(state: Path) -> bool:
     return found
 
 
-def teardown(plan: LabPlan, state: Path, log=_log) -> bool:
-    """Remove everything real nodes made (after control.down stopped the recorded processes). Each
-    step runs whatever the previous ones met; what could not be undone is reported, not fatal."""
-    found = _kill_in_namespaces(netns.namespace_inodes(plan, state))
-    found |= _remove_host_leftovers(state)
-    found |= _unmount_under(state)
-    found |= netns.destroy(plan)
-    for node in plan.node_names:
+class RealNodes:
+    """The real-nodes backend (see nodes.NodeBackend)."""
+
+    mode = "real"
+    prepares = "binaries, host packages and images"
+
+    def provision(self, plan: LabPlan, state: Path, version: str | None, rebuild: bool,
+                  log: Callable[[str], None]) -> Binaries:
+        preflight(plan, state)
+        return _provision(version, rebuild, log)
+
+    def apiserver_flags(self, plan: LabPlan) -> list[str]:
+        return [f"--advertise-address={plan.api_bind}", "--kubelet-preferred-address-types=InternalIP"]
+
+    def host_steps(self) -> list[Step]:
+        return [Step("host network (bridge, node namespaces, guard rules)", _host_network, _remove_host_network),
+                Step("image registry", _registry, _stop_registry)]
+
+    def node_steps(self) -> list[Step]:
+        return [Step("node processes (containerd, kubelet, kube-proxy)", _start_node_processes, _remove_nodes),
+                Step("pod network", _pod_network)]
+
+    def node_log(self, node: str) -> str:
+        return f"kubelet-{node}"
+
+    def addon_steps(self) -> list[Step]:
+        return [Step("CoreDNS", _coredns)]
+
+    def health(self, plan: LabPlan, state: Path) -> list[str]:
+        """The registry serving and CoreDNS answering, as pods need them."""
+        problems = []
         try:
-            found |= _remove_cgroup_root(node)
-        except OSError as exc:
-            log(f"k8snb lab: could not remove the cgroups of {node}: {exc.strerror} (still in use?)")
-    try:
-        found |= netns.restore_sysctls(state)
-    except (OSError, ValueError) as exc:
-        log(f"k8snb lab: could not restore the host's sysctls from {state / 'host-sysctls.json'}: {exc}")
-    for leftover in ("kube-proxy.kubeconfig", "registry.yml", "registry-push.yml"):
-        (state / leftover).unlink(missing_ok=True)
-    return found
+            images.wait_registry(plan.host_ip, timeout=2)
+        except LabError:
+            problems.append(f"the registry on {plan.host_ip}:{REGISTRY_PORT} does not answer")
+        if plan.api_server_ip not in addons.dns_answer(plan):
+            problems.append(f"CoreDNS at {plan.dns_ip} does not answer")
+        return problems
+
+
+REAL = RealNodes()

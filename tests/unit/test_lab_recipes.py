@@ -8,7 +8,7 @@ import subprocess
 import yaml
 
 from k8snb.lab import binaries
-from k8snb.lab.control import FILES
+from k8snb.lab.constants import FILES
 
 
 def _corefile_plugins() -> set[str]:
