@@ -5,6 +5,8 @@
 #                   end-to-end tests against it
 #   make lab        start the offline lab cluster (builds Kubernetes from source the first time)
 #   make lab-down   stop it and remove its state
+#   make kind       a kind cluster named k8snb, built offline (Docker engine, node image: built here)
+#   make kind-down  delete it (and stop the Docker engine k8snb started, if it did)
 #   make jupyter    JupyterLab on the notebooks, pointed at the lab
 #   make bench      the benchmarks (bench/RESULTS.md)
 
@@ -19,7 +21,7 @@ CHROMIUM ?= /usr/bin/chromium
 # JupyterLab refuses to run as root unless told; the lab's real nodes need root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: venv lab lab-down lab-status test unit browser handouts jupyter bench clean
+.PHONY: venv lab lab-down lab-status kind kind-down kind-test test unit browser handouts jupyter bench clean
 
 venv: $(STAMP)
 
@@ -37,6 +39,18 @@ lab-down: venv
 
 lab-status: venv
 	$(BIN)/k8snb lab status
+
+kind: venv
+	$(BIN)/k8snb kind up
+
+kind-down: venv
+	$(BIN)/k8snb kind down
+
+# The course on kind: the notebooks and the traffic tests against the kind cluster (make kind first).
+KIND_KUBECONFIG = $(shell $(BIN)/k8snb kind kubeconfig)
+kind-test: venv
+	KUBECONFIG=$(KIND_KUBECONFIG) K8SNB_REQUIRE_REAL=1 $(BIN)/python -m pytest -q -rs $(PYTEST_ARGS) -m "not lab_only" \
+	  tests/e2e/test_notebooks.py tests/e2e/test_traffic_real.py tests/e2e/test_doctor.py tests/e2e/test_kind.py
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)

@@ -1,4 +1,4 @@
-"""The `k8snb` command: the lab's life cycle, the course's checks, handouts and cleanup.
+"""The `k8snb` command: the lab's and kind's life cycle, the course's checks, handouts and cleanup.
 
 Every failure the package raises on purpose prints as one line `k8snb: <message>` and exits 1;
 bad usage exits 2 (argparse).
@@ -60,6 +60,27 @@ def _lab(args: argparse.Namespace) -> int:
     raise AssertionError(args.action)
 
 
+def _kind(args: argparse.Namespace) -> int:
+    from .lab import kind
+
+    if args.action == "up":
+        if os.geteuid() != 0:
+            raise K8snbError("`k8snb kind up` builds kind's node image and may start a Docker engine: run it as root")
+        print("\n".join(kind.up().lines()))
+        return 0
+    if args.action == "down":
+        kind.down()
+        return 0
+    if args.action == "status":
+        st = kind.status()
+        print("\n".join(st.lines()))
+        return 0 if st.running else 3
+    if args.action == "kubeconfig":
+        print(kind.kubeconfig_path())
+        return 0
+    raise AssertionError(args.action)
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from .doctor import doctor
 
@@ -106,6 +127,10 @@ def parser() -> argparse.ArgumentParser:
     lab.add_argument("--rebuild", action="store_true", help="fetch or build the binaries again")
     lab.add_argument("--merge-kubeconfig", action="store_true", help="also add the lab's context to ~/.kube/config")
     lab.set_defaults(func=_lab)
+
+    kd = sub.add_parser("kind", help="a kind cluster (k8snb: 1 control plane, 2 workers), built and run offline")
+    kd.add_argument("action", choices=["up", "down", "status", "kubeconfig"])
+    kd.set_defaults(func=_kind)
 
     doc = sub.add_parser("doctor", help="can this cluster run the course? one table of checks")
     doc.add_argument("--context")

@@ -3,10 +3,10 @@
 kind normally pulls its node image and its images from registries; here everything is built from
 source and Debian packages (k8snb.lab.kindnode), and the nodes pull from the lab's own registry,
 served read-only on the cluster's Docker network only. kind's default CNI (kindnet) is an image
-from a registry too, so the cluster is created with `disableDefaultCNI` and networked the way
-kindnet does it, from the host: each node gets the CNI reference plugins' ptp + host-local config
-for its own pod range, and a route to every other node's pod range via that node's address. Pod
-IPs are therefore routed between nodes without NAT, as with kindnet.
+from a registry too; the node image carries ours instead (recipes/kind/default-cni.yaml, the
+DaemonSet `k8snb-routes`), which kind applies as usual: the CNI reference plugins' ptp +
+host-local config for each node's pod range, and a route to every other node's range via that
+node's address. Pod IPs are routed between nodes without NAT, as with kindnet.
 
 What `up` creates is recorded (the node containers' IDs, the network): `down` deletes only that,
 and a kind cluster or network of the same name that k8snb did not create is refused, not touched.
@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import io
 import json
 import os
 import subprocess
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,11 +179,10 @@ def _cgroup_v1() -> bool:
 
 def cluster_config() -> dict:
     """recipes/kind-config.yaml (what a learner with internet gives kind) plus what offline needs:
-    no default CNI, CoreDNS at the tag the lab builds, the registry mirror mounted into every node,
-    and on a cgroup v1 host the kubelet told to start anyway (it refuses v1 since Kubernetes 1.35)."""
+    CoreDNS at the tag the lab builds, the registry mirror mounted into every node, and on a
+    cgroup v1 host the kubelet told to start anyway (it refuses v1 since Kubernetes 1.35)."""
     config = yaml.safe_load((recipes_dir() / "kind-config.yaml").read_text())
     config["name"] = CLUSTER
-    config["networking"]["disableDefaultCNI"] = True
     mount = {"hostPath": str(kind_dir() / "certs.d"), "containerPath": "/etc/containerd/certs.d", "readOnly": True}
     for node in config["nodes"]:
         node["extraMounts"] = [mount]
@@ -196,58 +193,12 @@ def cluster_config() -> dict:
     return config
 
 
-def _cni_conflist(pod_cidr: str) -> str:
-    """kindnet's configuration, written by hand: ptp veths, host-local addresses from the node's
-    own pod range, portmap for hostPort."""
-    return json.dumps({
-        "cniVersion": "1.0.0", "name": "k8snb-kind",
-        "plugins": [
-            {"type": "ptp", "ipMasq": False, "mtu": 1500,
-             "ipam": {"type": "host-local", "dataDir": "/run/cni-ipam-state", "routes": [{"dst": "0.0.0.0/0"}],
-                      "ranges": [[{"subnet": pod_cidr}]]}},
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-        ]}, indent=2)
-
-
-def _tar_one(path: str, data: str) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(path)
-        raw = data.encode()
-        info.size, info.mode = len(raw), 0o644
-        tar.addfile(info, io.BytesIO(raw))
-    return buf.getvalue()
-
-
-def _network_nodes(b: Binaries, engine: dockerd.Engine, log) -> list[str]:
-    """Every node: its CNI config for its pod range, and routes to the other nodes' ranges."""
-    deadline = time.monotonic() + 60
-    while True:
-        nodes = json.loads(_kubectl(b, "get", "nodes", "-o", "json"))["items"]
-        if nodes and all(n["spec"].get("podCIDR") for n in nodes):
-            break
-        if time.monotonic() > deadline:
-            raise LabError("kind's nodes got no pod range (spec.podCIDR) within 60 s: "
-                           + ", ".join(n["metadata"]["name"] for n in nodes if not n["spec"].get("podCIDR")))
-        time.sleep(1)
-    addr = {n["metadata"]["name"]: next(a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP")
-            for n in nodes}
-    cidr = {n["metadata"]["name"]: n["spec"]["podCIDR"] for n in nodes}
-    for node in sorted(addr):
-        for other in sorted(addr):
-            if other != node:
-                _docker(engine, "exec", node, "ip", "route", "replace", cidr[other], "via", addr[other])
-        _docker(engine, "cp", "-", f"{node}:/etc/cni",
-                stdin=_tar_one("net.d/10-k8snb-kind.conflist", _cni_conflist(cidr[node])))
-        log(f"k8snb kind: {node}: pods {cidr[node]}, routes to the other nodes' pod ranges")
-    return sorted(addr)
-
-
 def _wait_ready(b: Binaries) -> None:
-    _kubectl(b, "wait", "--for=condition=Ready", "nodes", "--all", f"--timeout={READY_TIMEOUT:.0f}s",
-             timeout=READY_TIMEOUT + 30)
-    _kubectl(b, "-n", "kube-system", "rollout", "status", "deployment/coredns", f"--timeout={READY_TIMEOUT:.0f}s",
-             timeout=READY_TIMEOUT + 30)
+    """Every node Ready (the pod network configured), then the network's DaemonSet and CoreDNS."""
+    for args in (["wait", "--for=condition=Ready", "nodes", "--all"],
+                 ["-n", "kube-system", "rollout", "status", "daemonset/k8snb-routes"],
+                 ["-n", "kube-system", "rollout", "status", "deployment/coredns"]):
+        _kubectl(b, *args, f"--timeout={READY_TIMEOUT:.0f}s", timeout=READY_TIMEOUT + 30)
 
 
 def up(log=_log) -> KindStatus:
@@ -276,11 +227,12 @@ def up(log=_log) -> KindStatus:
                   "--kubeconfig", str(kubeconfig_path()))
             write_private(kind_dir() / "cluster.json", json.dumps(
                 {"containers": _node_containers(engine), "engine": engine.host, "network": NETWORK}))
-        nodes = _network_nodes(b, engine, log)
         _wait_ready(b)
         _kind(b, engine, "export", "kubeconfig", "--name", CLUSTER)
-        log(f"k8snb kind: {len(nodes)} nodes Ready, CoreDNS running ({time.monotonic() - started:.0f} s)")
-        return status(engine)
+        st = status(engine)
+        log(f"k8snb kind: {len(st.nodes)} nodes Ready, pod network and CoreDNS running "
+            f"({time.monotonic() - started:.0f} s)")
+        return st
 
 
 def status(engine: dockerd.Engine | None = None) -> KindStatus:

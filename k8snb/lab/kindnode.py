@@ -8,6 +8,7 @@ into Docker as one image. Differences from kind's, each for a reason given where
 - the images kubeadm needs are not preloaded: every node pulls them from the lab's registry
   (k8snb.lab.kind serves it on kind's network), which also serves the course's `:latest` images;
 - containerd's config is ours (containerd 2.x format, that registry as the only mirror);
+- the default CNI kind applies is ours (recipes/kind/default-cni.yaml), not kindnet's image;
 - units do not ask for limits or OOM scores only CAP_SYS_RESOURCE grants (some hosts lack it).
 The image is rebuilt only when one of its inputs changes (a hash of them is its label).
 """
@@ -67,7 +68,8 @@ def _inputs(b: Binaries, files: Path) -> str:
     parts += list(images._debian_source())
     for path in sorted(p for p in files.rglob("*") if p.is_file()):
         parts += [str(path.relative_to(files)), path.read_bytes()]
-    parts.append((recipes_dir() / "kind" / "containerd.toml").read_bytes())
+    parts += [(recipes_dir() / "kind" / name).read_bytes()
+              for name in ("containerd.toml", "default-cni.yaml", "default-storage.yaml")]
     parts += [images._digest_file(Path(b[name])) for name in sorted(PLACES)]
     parts.append(Path(__file__).read_bytes())  # this recipe itself
     return images._hash(*parts)
@@ -137,10 +139,12 @@ def _rootfs(root: Path, b: Binaries, files: Path, log) -> None:
     (root / "etc" / "containerd" / "cri-base.json").write_text(_cri_base_spec(b))
     shutil.copyfile(recipes_dir() / "kind" / "containerd.toml", root / "etc" / "containerd" / "config.toml")
     (root / "kind" / "version").write_text(b.version)
-    # kind installs this manifest as the cluster's default StorageClass; its own default needs an
-    # image from Docker Hub. Offline there is no dynamic provisioner: a class that says so.
+    # kind applies these two manifests when it creates a cluster; its own need images from registries.
+    # default-cni.yaml: the pod network (a DaemonSet doing what kindnet does, with the reference
+    # plugins); default-storage.yaml: a default StorageClass that says there is no provisioner.
     (root / "kind" / "manifests").mkdir(exist_ok=True)
-    shutil.copyfile(recipes_dir() / "kind" / "default-storage.yaml", root / "kind" / "manifests" / "default-storage.yaml")
+    for name in ("default-cni.yaml", "default-storage.yaml"):
+        shutil.copyfile(recipes_dir() / "kind" / name, root / "kind" / "manifests" / name)
 
 
 def ensure(b: Binaries, engine: Engine, log=print) -> str:
