@@ -2,7 +2,7 @@
 
 `k8snb lab up --nodes real` (root only) first runs REAL.provision: root, socket paths short enough,
 no clash with the host's routes (preflight), then host packages (recipes/host-setup.sh), binaries and
-images. Its steps, around the control plane's (see control.up), each with what its undo removes:
+images. Its steps, around the control plane's (see control.lab_steps), each with what its undo removes:
 
   host network     lab bridge, node namespaces, guard rules;   namespaces, bridge, routes, rules;
                    the host sysctls kubelet changes, saved      the sysctls put back
