@@ -26,7 +26,7 @@ from typing import Iterator
 import yaml
 
 from ..errors import LabError
-from . import binaries, dockerd, images, kindnode, processes
+from . import binaries, commands, dockerd, images, kindnode, processes
 from .binaries import Binaries, pinned_versions, recipes_dir
 from .plan import state_dir
 from .secure import checked_dir, read_private, write_private
@@ -205,6 +205,8 @@ def up(log=_log) -> KindStatus:
     """Create the kind cluster `k8snb` (1 control plane, 2 workers), offline; idempotent."""
     with _exclusive():
         started = time.monotonic()
+        # gcc and libseccomp-dev for runc, the registry and debootstrap for the images (quick when present)
+        commands.run(["bash", str(recipes_dir() / "host-setup.sh"), "kind"], "recipes/host-setup.sh kind")
         b = binaries.ensure(binaries.KIND, log=log)
         engine = dockerd.ensure(b, log)
         existing = _node_containers(engine)

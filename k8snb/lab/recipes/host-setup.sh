@@ -9,9 +9,20 @@
 #   containernetworking-plugins  the CNI bridge, host-local and loopback plugins (/usr/lib/cni)
 #   docker-registry              the local registry the nodes pull the lab's images from
 #   debootstrap                  builds the images' Debian root filesystems (no Docker needed)
+#
+# `host-setup.sh kind` adds what `k8snb kind up` builds with: gcc and libseccomp-dev (runc is built
+# with cgo and seccomp, as upstream builds it). `host-setup.sh docker.io` installs Debian's Docker
+# engine, which only the test of the lab beside a running Docker engine uses (nothing starts it:
+# services are not started by package scripts here, see below).
 set -euo pipefail
 
 PACKAGES=(runc iptables conntrack containernetworking-plugins docker-registry debootstrap iproute2)
+case "${1:-}" in
+  "") ;;
+  kind) PACKAGES+=(gcc libc6-dev pkg-config libseccomp-dev) ;;
+  docker.io) PACKAGES=(docker.io) ;;
+  *) echo "k8snb lab host-setup: unknown group '$1' (kind, docker.io)" >&2; exit 2 ;;
+esac
 
 [ "$(id -u)" -eq 0 ] || { echo "k8snb lab host-setup: needs root" >&2; exit 2; }
 
