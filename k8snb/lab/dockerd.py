@@ -65,8 +65,13 @@ def _answers(host: str) -> bool:
     return proc.returncode == 0
 
 
+def ours_host() -> str:
+    """The DOCKER_HOST of the engine k8snb starts."""
+    return f"unix://{engine_dir() / 'docker.sock'}"
+
+
 def _ours() -> Engine:
-    return Engine(f"unix://{engine_dir() / 'docker.sock'}", ours=True)
+    return Engine(ours_host(), ours=True)
 
 
 def running() -> Engine | None:

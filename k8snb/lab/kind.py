@@ -253,14 +253,17 @@ def down(log=_log) -> bool:
         return False
     with _exclusive():
         engine = dockerd.running()
+        version = pinned_versions()["K8S_VERSION"]
+        if engine is None and _record().get("engine") == dockerd.ours_host():
+            # Our engine stopped (a reboot, a kill) with the cluster in it: start it to delete the cluster.
+            engine = dockerd.ensure(binaries.Binaries(version, binaries.bin_dir(version)), log)
         removed = False
         if engine is not None:
             existing = _node_containers(engine)
             if existing and _record().get("containers") not in (existing, CREATING):
                 raise LabError(f"the kind cluster {CLUSTER} on {engine.host} was not created by k8snb; not deleting it")
             if existing:
-                b = binaries.Binaries(pinned_versions()["K8S_VERSION"], binaries.bin_dir(pinned_versions()["K8S_VERSION"]))
-                _kind(b, engine, "delete", "cluster", "--name", CLUSTER)
+                _kind(binaries.Binaries(version, binaries.bin_dir(version)), engine, "delete", "cluster", "--name", CLUSTER)
                 removed = True
             net = _network(engine)
             if net is not None and net.get("Labels", {}).get("app.kubernetes.io/part-of") == "k8snb":
