@@ -24,6 +24,8 @@ from .names import dns_label, dns_subdomain
 
 #: Seconds an exec may take before it is abandoned (a curl loop of 1,000 requests takes ~5 s).
 EXEC_TIMEOUT = 60.0
+#: The `reason` of the ExecFailed raised when the pod's image lacks the program (exit 126 or 127).
+TOOL_MISSING = "ToolMissing"
 #: Seconds between two calls of exec_argv's `stop` check (and the longest it blocks on the socket).
 STOP_CHECK_INTERVAL = 1.0
 CLUSTER_DOMAIN = "cluster.local"
@@ -81,8 +83,9 @@ def exec_argv(cluster: Cluster, pod: str, argv: list[str], namespace: str = "def
     (the reason) ends the exec at once with ExecFailed. Whatever ends the exec early (`stop`, the
     timeout, a dropped connection, KeyboardInterrupt) closes its websocket, and the container
     runtime then kills the command; an ExecFailed carries the output printed so far in `stdout`
-    and `stderr`. `on_stdout` receives each piece of stdout as it arrives (so a caller keeps it
-    even when a KeyboardInterrupt ends the exec).
+    and `stderr`. A program the image lacks raises ExecFailed with reason TOOL_MISSING. `on_stdout`
+    receives each piece of stdout as it arrives (so a caller keeps it even when a KeyboardInterrupt
+    ends the exec).
     """
     if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
         raise InvalidInput("the command must be a non-empty list of strings (argv), not a shell string")
@@ -154,7 +157,8 @@ def exec_argv(cluster: Cluster, pod: str, argv: list[str], namespace: str = "def
                          f"(was the pod deleted?): {stderr[-300:]}", stdout="".join(out), stderr=stderr)
     if code in (126, 127) or "executable file not found" in stderr or "no such file or directory" in stderr.lower():
         raise ExecFailed(f"pod {namespace}/{pod} has no '{argv[0]}' (exit {code}); use a client image that "
-                         "ships it, such as the article's nicolaka/netshoot", stdout="".join(out), stderr=stderr)
+                         "ships it, such as the article's nicolaka/netshoot", reason=TOOL_MISSING,
+                         stdout="".join(out), stderr=stderr)
     return ExecResult(pod, tuple(argv), code, "".join(out), stderr, time.monotonic() - started)
 
 

@@ -196,12 +196,23 @@ def modeled_sample(
     return frame
 
 
+_COUNTERS = re.compile(r"^\[(\d+):(\d+)\]\s+")
+
+
 def _rule_options(line: str) -> tuple[str, dict[str, str]] | None:
-    """Chain and options ('--comment', '-j', ...) of one '-A CHAIN ...' line of iptables-save."""
+    """Chain and options ('--comment', '-j', ...) of one '-A CHAIN ...' line of iptables-save.
+
+    With `iptables-save -c` the line starts with the rule's '[packets:bytes]': its packet counter
+    is kept as the option '[packets]'."""
+    counters = _COUNTERS.match(line)
+    if counters:
+        line = line[counters.end():]
     if not line.startswith("-A "):
         return None
     tokens = shlex.split(line)
     options = {flag: value for flag, value in zip(tokens[2:], tokens[3:]) if flag.startswith("-")}
+    if counters:
+        options["[packets]"] = counters.group(1)
     return tokens[1], options
 
 
@@ -237,6 +248,11 @@ def parse_kube_svc_chain(iptables_save: str, service: str, namespace: str,
     each) and endpoint ('ip:port', from the KUBE-SEP chain's DNAT, else from the rule's
     '-> ip:port' comment). `attrs['svc_chain']` names the KUBE-SVC chain. `port_name` picks one port
     of a multi-port Service.
+
+    With counters (`iptables-save -c`) the column `connections` holds each rule's packet counter:
+    the nat table sees only the first packet of a connection, so it counts the new connections
+    through this node that took the rule since kube-proxy last wrote the chain. Without counters it
+    is None.
     """
     # Lines kube-proxy did not write may hold quoting shlex rejects; none of ours is among them.
     rules = []
@@ -258,10 +274,13 @@ def parse_kube_svc_chain(iptables_save: str, service: str, namespace: str,
         probability = float(options.get("--probability", 1.0))
         comment = options.get("--comment", "")
         endpoint = dnat.get(target) or (comment.split(" -> ", 1)[1] if " -> " in comment else None)
+        packets = options.get("[packets]")
         rows.append({"rule": len(rows), "chain": target, "probability": probability,
-                     "effective_share": reach * probability, "endpoint": endpoint})
+                     "effective_share": reach * probability, "endpoint": endpoint,
+                     "connections": int(packets) if packets is not None else None})
         reach *= 1 - probability
-    table = pd.DataFrame(rows, columns=["rule", "chain", "probability", "effective_share", "endpoint"])
+    table = pd.DataFrame(rows, columns=["rule", "chain", "probability", "effective_share", "endpoint",
+                                        "connections"])
     table.attrs["svc_chain"] = svc_chain
     return table
 
