@@ -62,7 +62,12 @@ def _wait_reachable(cluster: Cluster, service: str, namespace: str, pods: set[st
 def programmed_endpoints(cluster: Cluster, service: str, namespace: str) -> dict[str, set[str]] | None:
     """Node -> the 'ip:port' endpoints kube-proxy has written for `service` in that node's iptables,
     read from each node's network namespace; None where they cannot be read (another cluster than
-    the lab with real nodes, or no root)."""
+    the lab with real nodes, or no root).
+
+    This runs in a polling loop over every node, so it keeps the lab's nsenter (milliseconds, no
+    pod) rather than `nodeview`'s node pods: those would mean a privileged pod per node created in
+    the middle of a scale, and an exec through the API server per node and poll. Elsewhere the
+    caller sends requests until they reach every ready pod instead."""
     if not (cluster.is_lab and os.geteuid() == 0):
         return None
     from .lab.inspect import current_plan, node_iptables

@@ -62,6 +62,9 @@ def test_notebook_runs_top_to_bottom(path, cluster):
         # The handout says "every node will now answer": the measured line must agree.
         answered = re.search(r"(\d+) of (\d+) answered \(measured\)", text)
         assert answered and answered.group(1) == answered.group(2), answered and answered.group(0)
+        # kube-proxy's chain is read on a node (the course's node pod), not computed.
+        chain = re.search(r"kube-proxy's chain for \d+ endpoints \((\w+)\)", text)
+        assert chain and chain.group(1) == "measured", chain and chain.group(0)
 
 
 def test_notebooks_converge_when_run_twice(cluster):
