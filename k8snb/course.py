@@ -561,7 +561,7 @@ def kube_proxy_chain(cluster: Cluster, service: str = "nginx-svc", namespace: st
     try:
         mode, found = nodeview.kube_proxy_mode(cluster, node, namespace, nat)
     except K8snbError as exc:
-        mode, found = None, f"its mode could not be read ({exc})"
+        return _modeled_chain(modeled, f"kube-proxy's mode could not be read on node {node}: {str(exc).rstrip('.')}")
     modeled.attrs["proxy_mode"] = mode
     if mode != "iptables":
         words = f"kube-proxy runs in {mode} mode" if mode else "no kube-proxy rules were found"

@@ -266,7 +266,7 @@ def kube_proxy_mode(cluster: Cluster, node: str | None = None, namespace: str = 
     tells: the cluster may route Services without kube-proxy (Cilium, Calico eBPF ...)."""
     try:
         cm = cluster.api.exists("/api/v1/namespaces/kube-system/configmaps/kube-proxy")
-    except Forbidden:
+    except K8snbError:  # not allowed to read kube-system (a learner's account), or the API faltered
         cm = None
     found = proxy_mode_from_config(cm) if cm else None
     if found:

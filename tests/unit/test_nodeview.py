@@ -271,3 +271,33 @@ def test_chain_on_simulated_nodes_is_modeled_without_any_pod(kind_like, monkeypa
     rules = course.kube_proxy_chain(kind_like, namespace="nvtry")
     assert set(rules["mode"]) == {"modeled"} and "simulated (kwok)" in rules.attrs["how"]
     assert isinstance(rules, pd.DataFrame)
+
+
+class NoConfigMapApi:
+    """A learner's account: reading kube-system is forbidden."""
+
+    def exists(self, path, deadline=None):
+        raise Forbidden(f"forbidden: GET {path}")
+
+
+def test_mode_from_the_rules_when_the_configmap_cannot_be_read(monkeypatch):
+    cluster = FakeCluster(NoConfigMapApi())
+    nat = nodeview.NatRules("k8snb-worker", "iptables-nft-save -t nat -c", NAT, "pod default/k8snb-node-k8snb-worker")
+    monkeypatch.setattr(nodeview, "run_on_node", lambda *a: pytest.fail("the chains already tell"))
+    mode, how = nodeview.kube_proxy_mode(cluster, "k8snb-worker", "default", nat)
+    assert mode == "iptables" and "KUBE-SVC chains" in how and "k8snb-worker" in how
+
+
+def test_mode_says_which_tools_it_could_not_run(monkeypatch):
+    from k8snb.errors import ExecFailed
+    from k8snb.probe import TOOL_MISSING, ExecResult
+
+    def run(cluster, node, argv, namespace):
+        if argv[0] == "nft":
+            raise ExecFailed("pod has no 'nft'", reason=TOOL_MISSING)
+        return ExecResult("p", tuple(argv), 2, "", "Can't initialize ipvs: Protocol not available", 0.1)
+
+    monkeypatch.setattr(nodeview, "run_on_node", run)
+    mode, how = nodeview.kube_proxy_mode(FakeCluster(NoConfigMapApi()), "k8snb-worker", "default", None)
+    assert mode is None
+    assert "nft not in the node pod's image: not checked" in how and "IPVS virtual servers (ipvs)" in how
