@@ -197,9 +197,9 @@ def read_nat(cluster: Cluster, node: str, namespace: str = "default") -> NatRule
     that legacy tables are present), so a node that does not use them is left as it was."""
     pod = node_pod(cluster, node, namespace)
     outputs = {}
-    ran = False
+    ran = set()
     for saver in IPTABLES_SAVERS:
-        if saver == "iptables-save" and ran:
+        if saver == "iptables-save" and len(ran) == 2:
             break  # the plain saver is one of the two backends already tried
         argv = [saver, "-t", "nat", "-c"]
         try:
@@ -208,7 +208,7 @@ def read_nat(cluster: Cluster, node: str, namespace: str = "default") -> NatRule
             if exc.reason != TOOL_MISSING:
                 raise
             continue  # this image has no such saver: try the next
-        ran = True
+        ran.add(saver)
         if res.exit_code == 0:  # a backend whose tables the kernel lacks exits non-zero: nothing there
             outputs[" ".join(argv)] = res.stdout
             if "KUBE-SERVICES" in res.stdout:

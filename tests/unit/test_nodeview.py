@@ -301,3 +301,30 @@ def test_mode_says_which_tools_it_could_not_run(monkeypatch):
     mode, how = nodeview.kube_proxy_mode(FakeCluster(NoConfigMapApi()), "k8snb-worker", "default", None)
     assert mode is None
     assert "nft not in the node pod's image: not checked" in how and "IPVS virtual servers (ipvs)" in how
+
+
+@pytest.mark.parametrize("image, expected, run", [
+    # kind's node: nf_tables holds kube-proxy's rules; the legacy tables are never touched.
+    ({"iptables-nft-save": NAT, "iptables-legacy-save": LEGACY_EMPTY}, "iptables-nft-save", ["iptables-nft-save"]),
+    # a legacy node: nf_tables is empty, the legacy backend holds them.
+    ({"iptables-nft-save": LEGACY_EMPTY, "iptables-legacy-save": NAT}, "iptables-legacy-save",
+     ["iptables-nft-save", "iptables-legacy-save"]),
+    # an image with one saver only, under its plain name.
+    ({"iptables-save": NAT}, "iptables-save", ["iptables-save"]),
+])
+def test_read_nat_reads_the_legacy_backend_only_when_nf_tables_lacks_kube_services(monkeypatch, image, expected, run):
+    from k8snb.errors import ExecFailed
+    from k8snb.probe import TOOL_MISSING, ExecResult
+
+    ran = []
+
+    def exec_argv(cluster, pod, argv, namespace, **kwargs):
+        if argv[0] not in image:
+            raise ExecFailed(f"pod has no '{argv[0]}'", reason=TOOL_MISSING)
+        ran.append(argv[0])
+        return ExecResult(pod, tuple(argv), 0, image[argv[0]], "", 0.1)
+
+    monkeypatch.setattr(nodeview, "node_pod", lambda *a, **k: "k8snb-node-k8snb-worker")
+    monkeypatch.setattr(nodeview, "exec_argv", exec_argv)
+    nat = nodeview.read_nat(FakeCluster(None), "k8snb-worker")
+    assert nat.command == f"{expected} -t nat -c" and nat.text == NAT and ran == run
