@@ -36,7 +36,7 @@ from .probe import can_carry_traffic, curl, exec_argv, nslookup, pod_for, resolv
 from .tables import endpoint_records, services
 from .traffic import (iptables_probabilities, modeled_sample, parse_hello, parse_kube_svc_chain, sample,
                       summarize)
-from .wait import wait_deployment
+from .wait import wait_answering, wait_deployment
 
 #: The NodePort range kube-apiserver allocates from unless --service-node-port-range says otherwise.
 NODE_PORT_RANGE = (30000, 32767)
@@ -135,7 +135,8 @@ def course_objects(cluster: Cluster) -> pd.DataFrame:
 def ensure_article(cluster: Cluster, replicas: int = 1, namespace: str = "default",
                    nginx_namespace: str = "nginx") -> pd.DataFrame:
     """Apply the article's objects (nginx-hello at `replicas`, nginx-svc, netshoot, nginx.nginx)
-    and wait until every Deployment is ready. Returns one row per Deployment with its ready pods.
+    and wait until every Deployment is ready and, where pods carry traffic, both Services answer the
+    client (see wait_answering). Returns one row per Deployment with its ready pods.
 
     Safe to re-run: server-side apply converges, and objects deleted by hand are re-created.
     """
@@ -146,6 +147,9 @@ def ensure_article(cluster: Cluster, replicas: int = 1, namespace: str = "defaul
         ready = wait_deployment(cluster, name, ns)
         rows.append({"deployment": name, "namespace": ns, "ready_pods": len(ready),
                      "pods": ", ".join(sorted(p["metadata"]["name"] for p in ready))})
+    if can_carry_traffic(cluster):  # both Services answer the client before any cell measures them
+        for url in ("nginx-svc", f"nginx.{nginx_namespace}"):
+            wait_answering(cluster, url, namespace)
     return pd.DataFrame(rows)
 
 

@@ -169,3 +169,30 @@ def _changed(cluster: Cluster, path: str, timeout: float, **params: str) -> bool
         return False
     finally:
         events.close()
+
+
+#: Seconds a Service gets to answer once its endpoints are ready: kube-proxy on the client's node
+#: programs a new Service within a second or two; a loaded 2-core machine was measured slower.
+ANSWER_TIMEOUT = 60.0
+
+
+def wait_answering(cluster: Cluster, url: str, namespace: str = "default", from_pod: str | None = None,
+                   timeout: float = ANSWER_TIMEOUT) -> None:
+    """Until `url` answers from the client pod (curl, a new connection each time), at most `timeout` s.
+
+    Ready endpoints in the API do not mean every node's kube-proxy has written the Service's rules
+    yet: until it has, a request is refused at once ("Couldn't connect to server"). A course cell
+    that measures right after creating a Service waits here first, so that what it measures is the
+    Service, not the moment before kube-proxy caught up. Raises NotReadyInTime with curl's last error.
+    """
+    from .probe import curl
+
+    deadline = time.monotonic() + timeout
+    while True:
+        got = curl(cluster, url, from_pod=from_pod, namespace=namespace, head=True)
+        if got.ok:
+            return
+        if time.monotonic() > deadline:
+            raise NotReadyInTime(f"{url} (from namespace {namespace}) did not answer within {timeout:.0f} s after "
+                                 f"its endpoints were ready; last try: {got.error or got.status_line}")
+        time.sleep(0.5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import k8snb
+from k8snb import course
 from k8snb.errors import ExecFailed, NotReadyInTime
 
 pytestmark = [pytest.mark.cluster, pytest.mark.realnodes]
@@ -12,10 +13,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.realnodes]
 
 @pytest.fixture
 def article(cluster, needs_traffic, namespace, namespace2):
-    k8snb.article(cluster, namespace=namespace, nginx_namespace=namespace2)
-    for name in ("nginx-hello", "netshoot"):
-        k8snb.wait_deployment(cluster, name, namespace, progress=False)
-    k8snb.wait_deployment(cluster, "nginx", namespace2, progress=False)
+    # As notebook 03 does: applied, every Deployment ready, both Services answering the client.
+    course.ensure_article(cluster, namespace=namespace, nginx_namespace=namespace2)
     return namespace, namespace2
 
 
