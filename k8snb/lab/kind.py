@@ -64,6 +64,12 @@ def kubeconfig_path() -> Path:
     return kind_dir() / "kubeconfig"
 
 
+def default_kubeconfig() -> Path:
+    """The file kubectl (and kind) write to: the first of KUBECONFIG's list, else ~/.kube/config."""
+    first = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    return Path(first) if first else Path.home() / ".kube" / "config"
+
+
 def _log(msg: str) -> None:
     print(msg, flush=True)
 
@@ -230,7 +236,11 @@ def up(log=_log) -> KindStatus:
             write_private(kind_dir() / "cluster.json", json.dumps(
                 {"containers": _node_containers(engine), "engine": engine.host, "network": NETWORK}))
         _wait_ready(b)
-        _kind(b, engine, "export", "kubeconfig", "--name", CLUSTER)
+        # Also into the learner's default kubeconfig (as `kind create` does), recorded so that
+        # `down` removes the context from that same file whatever KUBECONFIG says then.
+        default = default_kubeconfig()
+        _kind(b, engine, "export", "kubeconfig", "--name", CLUSTER, "--kubeconfig", str(default))
+        write_private(kind_dir() / "cluster.json", json.dumps({**_record(), "exported_to": str(default)}))
         st = status(engine)
         log(f"k8snb kind: {len(st.nodes)} nodes Ready, pod network and CoreDNS running "
             f"({time.monotonic() - started:.0f} s)")
@@ -263,7 +273,11 @@ def down(log=_log) -> bool:
             if existing and _record().get("containers") not in (existing, CREATING):
                 raise LabError(f"the kind cluster {CLUSTER} on {engine.host} was not created by k8snb; not deleting it")
             if existing:
-                _kind(binaries.Binaries(version, binaries.bin_dir(version)), engine, "delete", "cluster", "--name", CLUSTER)
+                b = binaries.Binaries(version, binaries.bin_dir(version))
+                _kind(b, engine, "delete", "cluster", "--name", CLUSTER, "--kubeconfig", str(kubeconfig_path()))
+                exported = _record().get("exported_to")
+                if exported and Path(exported).exists():  # the context `up` merged into that file
+                    _kind(b, engine, "delete", "cluster", "--name", CLUSTER, "--kubeconfig", exported)
                 removed = True
             net = _network(engine)
             if net is not None and net.get("Labels", {}).get("app.kubernetes.io/part-of") == "k8snb":

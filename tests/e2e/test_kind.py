@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from k8snb.lab import dockerd, kind, processes
 from k8snb.lab.binaries import bin_dir, pinned_versions
@@ -97,7 +98,10 @@ def test_the_registry_serves_only_kinds_network(engine):
 @pytest.mark.skipif(not os.environ.get("K8SNB_TEST_KIND_DOWN"), reason="destroys the cluster: K8SNB_TEST_KIND_DOWN=1")
 def test_down_leaves_nothing(engine):
     bridge = "br-" + kind._network(engine)["Id"][:12]
+    exported = Path(kind._record()["exported_to"])
     kind.down()
+    merged = yaml.safe_load(exported.read_text()) if exported.exists() else {}
+    assert "kind-k8snb" not in [c["name"] for c in (merged or {}).get("contexts") or []], exported
     cli = dockerd.docker_cli()
     if engine.ours:  # stopped with the cluster: its socket is gone, nothing of it runs
         assert dockerd.running() is None or not dockerd.running().ours, "our Docker engine still runs"
