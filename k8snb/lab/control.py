@@ -232,13 +232,6 @@ def _down(quiet: bool = False) -> bool:
     for name in processes.forget_corrupt(state):
         _log(f"k8snb lab: the pidfile of {name} was corrupt: removed (its process cannot be identified, "
              "so it was not signalled)")
-    # Started but never recorded (a start killed at that instant), or recorded in a corrupt
-    # pidfile: stopped first, before any undo removes what they might still write to.
-    ran = False
-    for proc in processes.strays(state, (cache_dir().resolve(), DOCKER_REGISTRY)):
-        _log(f"k8snb lab: stopping {proc.name} (pid {proc.pid}), which had no readable pidfile")
-        processes.stop_proc(proc)
-        ran = True
     if plan is None and os.geteuid() == 0 and netns.leftovers_by_name(state):
         # No plan (state deleted, or a reboot lost /run but not the host's rules): the lab's
         # host objects have fixed names, so remove them by those names.
@@ -246,10 +239,15 @@ def _down(quiet: bool = False) -> bool:
         plan = LabPlan(nodes_mode="real")
     # Without a plan, the control plane's steps: kwok's backend adds nothing on the host.
     plan = plan or LabPlan()
-    ran |= steps.undo(lab_steps(nodes.backend(plan.nodes_mode)), Context(plan, state, _log))
+    ran = steps.undo(lab_steps(nodes.backend(plan.nodes_mode)), Context(plan, state, _log))
     # Recorded under a name the plan's steps do not start (a plan that no longer says what ran).
     for proc in processes.recorded(state):
         ran |= processes.stop(state, proc.name)
+    # Started but never recorded (a start killed at that instant), or recorded in a corrupt pidfile.
+    for proc in processes.strays(state, (cache_dir().resolve(), DOCKER_REGISTRY)):
+        _log(f"k8snb lab: stopping {proc.name} (pid {proc.pid}), which had no readable pidfile")
+        processes.stop_proc(proc)
+        ran = True
     steps.remove(state, "run")
     if not quiet:
         _log("k8snb lab: stopped" if ran else "k8snb lab: was not running")

@@ -108,14 +108,14 @@ def recorded(state: Path) -> list[Proc]:
 
 def strays(state: Path, programs: tuple[Path, ...]) -> list[Proc]:
     """Processes the lab started but has no (readable) pidfile for: a start killed between spawning
-    a process and recording it, or a corrupt pidfile (call `forget_corrupt` first). Found only among
-    `programs` (the lab's own binaries), and only when their command line names this state directory."""
+    a process and recording it, or a corrupt pidfile. Found only among `programs` (the lab's own
+    binaries), and only when their command line names this state directory: call it once every
+    recorded process was stopped."""
     marker = str(state) + "/"
     roots = tuple(str(p) for p in programs)
-    known = {p.pid for p in recorded(state) if p.running}
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in known or int(entry.name) == os.getpid():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         pid = int(entry.name)
         exe = _exe(pid)

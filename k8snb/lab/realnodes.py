@@ -45,9 +45,11 @@ from .steps import Context, Step, remove
 HOST_TOOLS = ("runc", "iptables", "conntrack", "docker-registry", "debootstrap", "nsenter", "ip")
 #: The CNI plugins the two network models use (Debian's containernetworking-plugins has them all).
 CNI_PLUGIN_NAMES = ("bridge", "ptp", "host-local", "portmap", "loopback")
-#: Upper bounds: for containerd to open its socket, and for kubelets to register and get a podCIDR.
+#: Upper bounds: for containerd to open its socket, for kubelets to register and get a podCIDR, and
+#: for a node's cgroups to be free once its processes were killed.
 SOCKET_TIMEOUT = 30.0
 REGISTER_TIMEOUT = 60.0
+CGROUP_TIMEOUT = 10.0
 
 
 def _node_dir(state: Path, node: str) -> Path:
@@ -336,11 +338,27 @@ def _remove_nodes(ctx: Context) -> bool:
     found |= _remove_host_leftovers(state)
     found |= _unmount_under(state)
     for node in plan.node_names:
+        found |= _remove_cgroups(node, ctx.log)
+    remove(state, "nodes")
+    return found
+
+
+def _remove_cgroups(node: str, log: Callable[[str], None]) -> bool:
+    """The node's cgroups, tried again for CGROUP_TIMEOUT while busy: a killed process leaves its
+    network namespace (which `_kill_in_namespaces` watches) a moment before its cgroup."""
+    found, busy = False, ""
+
+    def removed() -> bool:
+        nonlocal found, busy
         try:
             found |= _remove_cgroup_root(node)
         except OSError as exc:
-            ctx.log(f"k8snb lab: could not remove the cgroups of {node}: {exc.strerror} (still in use?)")
-    remove(state, "nodes")
+            busy = exc.strerror
+            return False
+        return True
+
+    if not wait.until(removed, CGROUP_TIMEOUT, 0.2):
+        log(f"k8snb lab: could not remove the cgroups of {node}: {busy} (still in use?)")
     return found
 
 
