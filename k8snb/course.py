@@ -102,6 +102,7 @@ def course_plan() -> pd.DataFrame:
         "clusterip-svc": ("01-04", "the article's Service in front of it"),
         "netshoot": ("01-04", "the troubleshooting client (curl, nslookup)"),
         "nginx-namespace": ("03", "a second Service called nginx, in namespace nginx"),
+        "headless-svc": ("03", "a headless Service (clusterIP: None): DNS lists nginx-hello's ready pods"),
         "nodeport-svc": ("04", "the same pods on a port of every node"),
         "loadbalancer-svc": ("04", "the same pods behind an external load balancer"),
     }

@@ -52,6 +52,7 @@ CLEANUP_ORDER = ("Deployment", "Pod", "Service", "ConfigMap", "RoleBinding", "Ro
 FILES = {
     "nginx-deploy": "nginx-deploy.yaml",
     "clusterip-svc": "clusterip-svc.yaml",
+    "headless-svc": "headless-svc.yaml",
     "netshoot": "netshoot.yaml",
     "nginx-namespace": "nginx-namespace.yaml",
     "nodeport-svc": "nodeport-svc.yaml",

@@ -278,8 +278,11 @@ def parse_nslookup(query: str, stdout: str, stderr: str = "") -> Lookup:
 
 def nslookup(cluster: Cluster, name: str, from_pod: str | None = None, namespace: str = "default",
              timeout: float = 15.0) -> Lookup:
-    """`nslookup <name>` inside a client pod: which DNS server answered and what it said."""
-    dns_subdomain(name, "DNS name")
+    """`nslookup <name>` inside a client pod: which DNS server answered and what it said.
+
+    A trailing dot (`nginx-svc.default.svc.cluster.local.`) makes the name absolute: the resolver
+    asks it as is, without the search list."""
+    dns_subdomain(name[:-1] if name.endswith(".") else name, "DNS name")
     pod = from_pod or pod_for(cluster, "netshoot", namespace)
     res = exec_argv(cluster, pod, ["nslookup", name], namespace, timeout=timeout)
     return parse_nslookup(name, res.stdout, res.stderr)

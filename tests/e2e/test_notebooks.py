@@ -58,6 +58,11 @@ def test_notebook_runs_top_to_bottom(path, cluster):
     expected = "measured" if k8snb.can_carry_traffic(cluster) else "modeled"
     assert expected in text.lower(), f"{path.name} never says its traffic results are {expected}"
     assert "Traceback" not in text
+    if path.name.startswith("03_") and expected == "measured":
+        # The pod's resolv.conf, read in netshoot, names kube-dns's ClusterIP; the headless answer is the pods.
+        conf = re.search(r"nameserver (\S+) is the kube-dns Service's ClusterIP (\S+);.*\(measured\)\.", text)
+        assert conf and conf.group(1) == conf.group(2), conf and conf.group(0)
+        assert re.search(r"DNS lists \d+ address\(es\), the same as its EndpointSlices' ready pods", text)
     if path.name.startswith("04_") and expected == "measured":
         # The handout says "every node will now answer": the measured line must agree.
         answered = re.search(r"(\d+) of (\d+) answered \(measured\)", text)
