@@ -51,6 +51,9 @@ DOCKER_REGISTRY = Path("/usr/bin/docker-registry")
 CNI_PLUGINS = Path("/usr/lib/cni")
 #: Host-wide directories containerd and libcni write into whatever their configuration says.
 SHIM_SOCKETS = Path("/run/containerd/s")
+#: kubelet's device-plugin registry socket: a fixed path whatever --root-dir says, so the three
+#: kubelets (one mount namespace) take turns binding it; see realnodes._start_kubelet.
+DEVICE_PLUGIN_SOCKET = Path("/var/lib/kubelet/device-plugins/kubelet.sock")
 CNI_CACHE = Path("/var/lib/cni/results")
 #: The longest Unix socket path Linux accepts (sun_path), which containerd checks for its sockets.
 SOCKET_PATH_MAX = 104

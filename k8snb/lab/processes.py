@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,8 @@ from .secure import checked_dir, read_private, write_private
 
 #: Seconds a process gets to exit after SIGTERM before SIGKILL.
 STOP_GRACE = 10.0
+#: Seconds a process started through nsenter gets to exec the component (milliseconds, normally).
+EXEC_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,13 @@ def start(state: Path, name: str, argv: list[str], env: dict[str, str] | None = 
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env={**os.environ, **(env or {})}, start_new_session=True, close_fds=True)
     log.close()
-    # nsenter execs the target, so the PID is the component itself (its start time does not change).
+    # nsenter execs the target, so the PID is the component itself (its start time does not change);
+    # until it has, /proc/<pid>/exe is nsenter's, and a check right after start would take the
+    # component for gone. Returned once the exec happened (or the process ended).
+    target = os.path.realpath(shutil.which(exe) or exe)
+    wait.until(lambda: proc.poll() is not None or
+               (os.path.realpath(_exe(proc.pid) or "").removesuffix(" (deleted)") == target),
+               EXEC_TIMEOUT, 0.01)
     write_private(_pidfile(state, name), f"{proc.pid} {start_time(proc.pid) or 0} {exe}\n")
     return proc.pid
 

@@ -36,12 +36,21 @@ def _answers(host: str) -> bool:
     return proc.returncode == 0
 
 
+def _link_exists(name: str) -> bool:
+    return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
+
+
+def _forward_policy() -> str:
+    rules = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True, check=True).stdout
+    return rules.splitlines()[0].split()[2]  # "-P FORWARD ACCEPT"
+
+
 def docker_rules() -> dict[str, list[str]]:
     """Docker's part of the host firewall: its chains' rules, the jumps into them, FORWARD's policy."""
     out = {}
     for tool in ("iptables-save", "ip6tables-save"):
         text = subprocess.run([tool], capture_output=True, text=True, check=True).stdout
-        out[tool] = [line for line in text.splitlines()
+        out[tool] = [line.split(" [")[0] for line in text.splitlines()  # chain lines without counters
                      if "DOCKER" in line or line.startswith(":FORWARD") or line.startswith("*")]
     return out
 
@@ -55,6 +64,7 @@ def engine():
         pytest.fail("Debian's docker.io is not installed: bash k8snb/lab/recipes/host-setup.sh docker.io")
     d = Path("/tmp") / f"k8snb-dk-{os.getpid()}"  # short: containerd's sockets live under the exec root
     d.mkdir(mode=0o700)
+    had_bridge = _link_exists("docker0")
     host = f"unix://{d / 'docker.sock'}"
     processes.start(d, "dockerd", [str(DEBIAN_DOCKERD), "--host", host, "--data-root", str(d / "data"),
                                    "--exec-root", str(d / "exec"), "--pidfile", str(d / "dockerd.pid")])
@@ -64,20 +74,28 @@ def engine():
         yield host
     finally:
         processes.stop(d, "dockerd")
+        if not had_bridge and _link_exists("docker0"):  # Docker leaves its bridge; this engine was ours
+            subprocess.run(["ip", "link", "delete", "docker0"], check=False)
 
 
 @pytest.fixture(scope="module")
 def lab_beside_docker(engine):
     if lab.status().running:
         pytest.fail("a lab already runs: this test starts its own (k8snb lab down first)")
+    # Docker sets FORWARD's policy to DROP when it turns IP forwarding on itself; where forwarding
+    # was on already (an earlier engine, kind) it leaves the policy alone. The lab must work with
+    # DROP, so the test sets it as Docker would have, and puts the policy back afterwards.
+    policy = _forward_policy()
+    subprocess.run(["iptables", "-P", "FORWARD", "DROP"], check=True)
     before = docker_rules()
-    # Docker sets FORWARD's policy to DROP when it turns IP forwarding on itself.
-    print(next(line for line in before["iptables-save"] if line.startswith(":FORWARD")))
-    lab.up(LabPlan(nodes_mode="real"))
     try:
-        yield before
+        lab.up(LabPlan(nodes_mode="real"))
+        try:
+            yield before
+        finally:
+            lab.down(quiet=True)
     finally:
-        lab.down(quiet=True)
+        subprocess.run(["iptables", "-P", "FORWARD", policy], check=True)
 
 
 def test_the_lab_carries_traffic_beside_docker(lab_beside_docker):
