@@ -814,6 +814,15 @@ def check_share(answer, replicas: int) -> Verdict:
                     f"{answer} is not it: kube-proxy gives every ready endpoint the same chance.")
 
 
+def _cluster_domain(cluster: Cluster, namespace: str) -> str:
+    from . import dns
+
+    try:
+        return dns.cluster_domain(cluster, namespace)
+    except K8snbError:
+        return dns.CLUSTER_DOMAIN  # no client pod to read it in: the kubelet's default, assumed
+
+
 def check_dns_name(cluster: Cluster, answer, service: str = "nginx", service_namespace: str = "nginx",
                    from_namespace: str = "default") -> Verdict:
     """Exercise 03: a name that reaches `service` in `service_namespace` from `from_namespace`."""
@@ -823,7 +832,9 @@ def check_dns_name(cluster: Cluster, answer, service: str = "nginx", service_nam
     if target is None:
         return _verdict(False, "", f"Service {service_namespace}/{service} is missing; run the apply cell again.")
     try:
-        lookup = resolve_modeled(cluster, str(answer), from_namespace)
+        # The cluster domain the pod's search list names (read in netshoot where pods run).
+        domain = _cluster_domain(cluster, from_namespace)
+        lookup = resolve_modeled(cluster, str(answer), from_namespace, domain)
     except K8snbError as exc:
         return _verdict(False, "", str(exc))
     ok = lookup.addresses == (target["spec"]["clusterIP"],)

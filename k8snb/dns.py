@@ -227,6 +227,23 @@ def name_forms(cluster: Cluster, service: str = "nginx-svc", namespace: str = "d
     return frame
 
 
+def forms_summary(forms: pd.DataFrame) -> str:
+    """One line on name_forms' table: the names asked for the short name, the FQDN without and with
+    its trailing dot, by the search rule and, where measured, as dig sent them."""
+    q = forms.set_index("query")
+    short, fqdn = forms["query"].iloc[0], next(n for n in forms["query"] if n.endswith("."))
+    bare = fqdn[:-1]
+    rule = f"{q.loc[short, 'queries_by_rule']}, {q.loc[bare, 'queries_by_rule']} and {q.loc[fqdn, 'queries_by_rule']}"
+    line = (f"Names asked for {short}, {bare} and {fqdn}: {rule} by the search rule (ndots:{forms.attrs['ndots']}, "
+            f"per record type)")
+    sent = [q.loc[n, "queries_sent"] for n in (short, bare, fqdn)]
+    if all(pd.notna(v) for v in sent):
+        line += f"; dig sent {int(sent[0])}, {int(sent[1])} and {int(sent[2])} (measured)."
+    else:
+        line += f"; nothing sent ({forms.attrs['mode']})."
+    return line
+
+
 # --- headless Service ----------------------------------------------------------------------------------
 def headless_vs_clusterip(cluster: Cluster, headless: str = HEADLESS_SERVICE, service: str = "nginx-svc",
                           namespace: str = "default") -> pd.DataFrame:

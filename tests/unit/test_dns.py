@@ -2,6 +2,7 @@
 Alpine netshoot): resolv.conf, nslookup of a headless Service, dig's search walk, env."""
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from k8snb import dns
@@ -111,3 +112,82 @@ def test_env_sentence_says_before_after_and_mode():
     text = dns.env_sentence(table, "nginx-svc")
     assert "netshoot-1 (started before the Service) has no NGINX_SVC_SERVICE_HOST (measured)" in text
     assert "client-2 (started after the Service) has NGINX_SVC_SERVICE_HOST=10.96.66.104 (measured)" in text
+
+
+# --- simulated nodes: every answer is modeled from the API and says so ---------------------------------
+class FakeApi:
+    """The API of a kwok cluster with the article's objects and the headless Service (2 ready pods)."""
+
+    SERVICES = {
+        ("kube-system", "kube-dns"): {"clusterIP": "10.96.0.10", "created": "2026-01-01T00:00:00Z"},
+        ("default", "nginx-svc"): {"clusterIP": "10.96.12.3", "created": "2026-01-01T10:00:00Z"},
+        ("default", "nginx-headless"): {"clusterIP": "None", "created": "2026-01-01T10:05:00Z"},
+        ("nginx", "nginx"): {"clusterIP": "10.96.40.4", "created": "2026-01-01T10:00:00Z"},
+    }
+    PODS = {"netshoot-early": "2026-01-01T09:00:00Z", "client-late": "2026-01-01T11:00:00Z"}
+
+    def _svc(self, ns, name):
+        spec = self.SERVICES[(ns, name)]
+        return {"metadata": {"name": name, "namespace": ns, "creationTimestamp": spec["created"]},
+                "spec": {"clusterIP": spec["clusterIP"], "ports": [{"port": 80}]}}
+
+    def exists(self, path, deadline=None):
+        parts = path.strip("/").split("/")
+        if parts[-2] == "services" and (parts[3], parts[-1]) in self.SERVICES:
+            return self._svc(parts[3], parts[-1])
+        return None
+
+    def get(self, path, deadline=None):
+        name = path.rsplit("/", 1)[1]
+        return {"metadata": {"name": name, "creationTimestamp": self.PODS[name]},
+                "status": {"startTime": self.PODS[name]}}
+
+    def list(self, path, labelSelector=None, **kwargs):
+        if path.endswith("/services"):
+            ns = path.split("/")[4]
+            return [self._svc(n, s) for (n, s) in self.SERVICES if n == ns]
+        if path.endswith("/endpointslices") and labelSelector.endswith(("nginx-headless", "nginx-svc")):
+            return [{"ports": [{"port": 80, "name": "tcp"}], "endpoints": [
+                {"addresses": ["10.244.1.5"], "conditions": {"ready": True}},
+                {"addresses": ["10.244.2.6"], "conditions": {"ready": True}},
+                {"addresses": ["10.244.2.7"], "conditions": {"ready": False}}]}]
+        return []
+
+
+class KwokCluster:
+    def __init__(self):
+        self.api = FakeApi()
+        self.context = "k8snb-lab"
+        self._cache = {"real_nodes": False}
+        self.is_lab = True
+
+
+def test_resolv_conf_on_simulated_nodes_is_modeled_and_says_the_domain_is_assumed():
+    conf = dns.resolv_conf(KwokCluster())
+    assert set(conf["mode"]) == {"modeled"} and conf.attrs["match"] is True
+    assert conf.attrs["search"][0] == "default.svc.cluster.local"
+    assert "assumed, not read" in conf.attrs["summary"] and conf.attrs["summary"].endswith("(modeled).")
+
+
+def test_name_forms_on_simulated_nodes_send_nothing():
+    forms = dns.name_forms(KwokCluster())
+    assert set(forms["mode"]) == {"modeled"} and forms["queries_sent"].isna().all()
+    assert forms["address"].tolist() == ["10.96.12.3"] * 5 + ["10.96.40.4"]
+    assert forms["queries_by_rule"].tolist() == [1, 2, 3, 4, 1, 2]
+    assert dns.forms_summary(forms).endswith("nothing sent (modeled).")
+
+
+def test_headless_on_simulated_nodes_lists_the_ready_pods_modeled():
+    heads = dns.headless_vs_clusterip(KwokCluster()).set_index("service")
+    assert heads.loc["nginx-headless", "dns_answer"] == "10.244.1.5, 10.244.2.6"
+    assert heads.loc["nginx-svc", "dns_answer"] == "10.96.12.3"
+    assert set(heads["mode"]) == {"modeled"}
+
+
+def test_service_env_on_simulated_nodes_applies_the_kubelets_rule():
+    table = dns.service_env(KwokCluster(), ["netshoot-early", "client-late"]).set_index(["pod", "service"])
+    assert pd.isna(table.loc[("netshoot-early", "nginx-svc"), "host"])
+    assert "started before the Service" in table.loc[("netshoot-early", "nginx-svc"), "why"]
+    assert table.loc[("client-late", "nginx-svc"), "host"] == "10.96.12.3"
+    assert pd.isna(table.loc[("client-late", "nginx-headless"), "host"])
+    assert set(table["mode"]) == {"modeled"}
