@@ -19,11 +19,15 @@ TAIL = 10
 
 
 def run(argv: Sequence[str], what: str | None = None, *, check: bool = True, stdin: str | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        env: dict[str, str] | None = None, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
     """Run `argv` to completion, capturing its output. With `check`, a non-zero exit raises
     LabError naming `what` (default: the command line) and quoting stderr, or stdout when the
-    command wrote its complaint there."""
-    proc = subprocess.run(list(argv), input=stdin, capture_output=True, text=True, env=env)
+    command wrote its complaint there. With `timeout`, a command still running then is killed and
+    LabError says so (whatever `check` says: a command that hangs has no result to return)."""
+    try:
+        proc = subprocess.run(list(argv), input=stdin, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"{what or '`' + ' '.join(argv) + '`'} did not finish within {timeout:.0f} s") from None
     if check and proc.returncode != 0:
         said = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-TAIL:]
         raise LabError(f"{what or '`' + ' '.join(argv) + '`'} failed (exit {proc.returncode})"

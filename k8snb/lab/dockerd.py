@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LabError
-from . import processes
+from . import commands, processes
 from .binaries import Binaries
 from .plan import cache_dir, state_dir
 from .secure import checked_dir
@@ -58,9 +57,9 @@ def docker_cli() -> str:
 
 def _answers(host: str) -> bool:
     try:
-        proc = subprocess.run([docker_cli(), "version", "--format", "{{.Server.Version}}"],
-                              env={**os.environ, "DOCKER_HOST": host}, capture_output=True, text=True, timeout=10)
-    except subprocess.TimeoutExpired:
+        proc = commands.run([docker_cli(), "version", "--format", "{{.Server.Version}}"], check=False,
+                            env={**os.environ, "DOCKER_HOST": host}, timeout=10)
+    except LabError:  # no answer within 10 s
         return False
     return proc.returncode == 0
 

@@ -17,7 +17,6 @@ import contextlib
 import fcntl
 import json
 import os
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import yaml
 from ..errors import LabError
 from . import binaries, commands, dockerd, images, kindnode, processes
 from .binaries import Binaries, pinned_versions, recipes_dir
+from .constants import DOCKER_REGISTRY
 from .plan import state_dir
 from .secure import checked_dir, read_private, write_private
 
@@ -88,29 +88,19 @@ def _exclusive() -> Iterator[None]:
         os.close(fd)
 
 
-def _docker(engine: dockerd.Engine, *args: str, check: bool = True, stdin: bytes | None = None,
-            timeout: float = 120) -> str:
-    proc = subprocess.run([dockerd.docker_cli(), *args], env=engine.env(), input=stdin, capture_output=True,
-                          timeout=timeout)
-    if check and proc.returncode != 0:
-        raise LabError(f"docker {' '.join(args[:3])} failed: {proc.stderr.decode(errors='replace').strip()[-500:]}")
-    return proc.stdout.decode(errors="replace")
+def _docker(engine: dockerd.Engine, *args: str, timeout: float = 120) -> str:
+    return commands.run([dockerd.docker_cli(), *args], f"docker {' '.join(args[:3])}", env=engine.env(),
+                        timeout=timeout).stdout
 
 
 def _kind(b: Binaries, engine: dockerd.Engine, *args: str, timeout: float = 600) -> str:
     env = {**engine.env(), "KIND_EXPERIMENTAL_DOCKER_NETWORK": NETWORK}
-    proc = subprocess.run([b["kind"], *args], env=env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise LabError(f"kind {' '.join(args[:2])} failed:\n{(proc.stdout + proc.stderr).strip()[-1500:]}")
-    return proc.stdout
+    return commands.run([b["kind"], *args], f"kind {' '.join(args[:2])}", env=env, timeout=timeout).stdout
 
 
-def _kubectl(b: Binaries, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
-    proc = subprocess.run([b["kubectl"], "--kubeconfig", str(kubeconfig_path()), *args], input=stdin,
-                          capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise LabError(f"kubectl {' '.join(args[:3])} on the kind cluster failed: {proc.stderr.strip()[-500:]}")
-    return proc.stdout
+def _kubectl(b: Binaries, *args: str, timeout: float = 120) -> str:
+    return commands.run([b["kubectl"], "--kubeconfig", str(kubeconfig_path()), *args],
+                        f"kubectl {' '.join(args[:3])} on the kind cluster", timeout=timeout).stdout
 
 
 def _record() -> dict:
@@ -159,7 +149,7 @@ def _serve_registry(b: Binaries, gateway: str, log) -> None:
     push = state / "run" / "registry-push.sock"
     checked_dir(state / "run")
     cfg = images.registry_config(state, push, read_only=False)
-    processes.start(state, "registry-push", ["/usr/bin/docker-registry", "serve", str(cfg)])
+    processes.start(state, "registry-push", [str(DOCKER_REGISTRY), "serve", str(cfg)])
     try:
         images.wait_registry(push)
         extra = images.kind_recipes(pinned_versions())
@@ -169,7 +159,7 @@ def _serve_registry(b: Binaries, gateway: str, log) -> None:
         processes.stop(state, "registry-push")
         push.unlink(missing_ok=True)
     serve = images.registry_config(state, f"{gateway}:{images.REGISTRY_PORT}", read_only=True)
-    processes.start(state, "registry", ["/usr/bin/docker-registry", "serve", str(serve)])
+    processes.start(state, "registry", [str(DOCKER_REGISTRY), "serve", str(serve)])
     images.wait_registry(gateway)
     hosts = (FILES / "hosts.toml").read_text()
     for name in ("docker.io", "registry.k8s.io"):

@@ -15,6 +15,7 @@ The image is rebuilt only when one of its inputs changes (a hash of them is its 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 from ..errors import LabError
-from . import images
+from . import commands, images
 from .binaries import Binaries, pinned_versions, recipes_dir
 from .dockerd import Engine, docker_cli
 from .plan import cache_dir
@@ -46,18 +47,17 @@ UNSAFE_UNIT_KEYS = ("OOMScoreAdjust=", "LimitNPROC=", "LimitCORE=", "LimitNOFILE
 def kind_files() -> Path:
     """kind's `images/base/files` from its Go module, at the pinned version (the module proxy serves it)."""
     version = pinned_versions()["KIND_VERSION"]
-    with tempfile.TemporaryDirectory() as tmp:  # outside any module: `go mod download` then needs none
-        proc = subprocess.run(["go", "mod", "download", "-json", f"sigs.k8s.io/kind@{version}"], cwd=tmp,
-                              capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        raise LabError(f"could not get kind {version}'s module (for its node image recipe): {proc.stdout[-400:]}{proc.stderr[-400:]}")
+    # `go mod download` outside any module needs no go.mod; the module proxy serves kind's module.
+    proc = commands.run(["go", "mod", "download", "-json", f"sigs.k8s.io/kind@{version}"],
+                        f"getting kind {version}'s module (its node image recipe)", timeout=300,
+                        env={**os.environ, "GOFLAGS": "-mod=mod", "GO111MODULE": "on"})
     return Path(json.loads(proc.stdout)["Dir"]) / "images" / "base" / "files"
 
 
 def _cri_base_spec(b: Binaries) -> str:
     """containerd's default OCI spec with kind's two changes (images/base/Dockerfile): its product
     files hook, and no rlimits (a pod must not ask for more than the node got)."""
-    spec = json.loads(subprocess.run([b["ctr"], "oci", "spec"], capture_output=True, text=True, check=True).stdout)
+    spec = json.loads(commands.run([b["ctr"], "oci", "spec"]).stdout)
     spec.setdefault("hooks", {}).setdefault("createContainer", []).append({"path": "/kind/bin/mount-product-files.sh"})
     spec["process"].pop("rlimits", None)
     return json.dumps(spec, indent=2)
@@ -76,8 +76,8 @@ def _inputs(b: Binaries, files: Path) -> str:
 
 
 def _label(engine: Engine, ref: str) -> str | None:
-    proc = subprocess.run([docker_cli(), "image", "inspect", "--format", f'{{{{ index .Config.Labels "{LABEL}" }}}}', ref],
-                          env=engine.env(), capture_output=True, text=True)
+    proc = commands.run([docker_cli(), "image", "inspect", "--format", f'{{{{ index .Config.Labels "{LABEL}" }}}}', ref],
+                        check=False, env=engine.env(), timeout=60)
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
