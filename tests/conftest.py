@@ -80,3 +80,13 @@ def namespace2(cluster):
     name = _namespace(cluster, "t2")
     yield name
     cluster.api.delete(f"/api/v1/namespaces/{name}")
+
+
+@pytest.fixture
+def article(cluster, needs_traffic, namespace, namespace2):
+    """The article's objects in two fresh namespaces, set up as notebook 03 does: applied, every
+    Deployment ready, both Services answering the client. Returns (namespace, nginx namespace)."""
+    from k8snb import course
+
+    course.ensure_article(cluster, namespace=namespace, nginx_namespace=namespace2)
+    return namespace, namespace2

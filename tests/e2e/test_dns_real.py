@@ -10,12 +10,6 @@ from k8snb import course, dns
 pytestmark = [pytest.mark.cluster, pytest.mark.realnodes]
 
 
-@pytest.fixture
-def article(cluster, needs_traffic, namespace, namespace2):
-    course.ensure_article(cluster, namespace=namespace, nginx_namespace=namespace2)
-    return namespace, namespace2
-
-
 def test_resolv_conf_names_kube_dns_and_the_domain_comes_from_the_search_list(cluster, article):
     ns, _ = article
     conf = dns.resolv_conf(cluster, ns)

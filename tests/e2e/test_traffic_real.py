@@ -5,17 +5,9 @@ from __future__ import annotations
 import pytest
 
 import k8snb
-from k8snb import course
 from k8snb.errors import ExecFailed, NotReadyInTime
 
 pytestmark = [pytest.mark.cluster, pytest.mark.realnodes]
-
-
-@pytest.fixture
-def article(cluster, needs_traffic, namespace, namespace2):
-    # As notebook 03 does: applied, every Deployment ready, both Services answering the client.
-    course.ensure_article(cluster, namespace=namespace, nginx_namespace=namespace2)
-    return namespace, namespace2
 
 
 def test_curl_and_nslookup_from_netshoot(cluster, article):
