@@ -49,7 +49,7 @@ kind-down: venv
 # The course on kind: the notebooks and the traffic tests against the kind cluster (make kind first).
 KIND_KUBECONFIG = $(shell $(BIN)/k8snb kind kubeconfig)
 kind-test: venv
-	KUBECONFIG=$(KIND_KUBECONFIG) K8SNB_REQUIRE_REAL=1 $(BIN)/python -m pytest -q -rs $(PYTEST_ARGS) \
+	KUBECONFIG=$(KIND_KUBECONFIG) K8SNB_REQUIRE_REAL=1 K8SNB_REQUIRE_KIND=1 $(BIN)/python -m pytest -q -rs $(PYTEST_ARGS) \
 	  tests/e2e/test_notebooks.py tests/e2e/test_traffic_real.py tests/e2e/test_nodeview_real.py tests/e2e/test_dns_real.py \
 	  tests/e2e/test_doctor.py tests/e2e/test_kind.py
 
