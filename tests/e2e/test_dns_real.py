@@ -1,6 +1,8 @@
 """Notebook 03's DNS cells on pods that carry traffic: resolv.conf, name forms, headless, env."""
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import pytest
 
@@ -56,6 +58,9 @@ def test_service_variables_only_in_pods_started_after_the_service(cluster, needs
         k8snb.apply(cluster, obj)
     k8snb.wait_deployment(cluster, "netshoot", namespace, progress=False)
     early = k8snb.pod_for(cluster, "netshoot", namespace)
+    # The API's timestamps have one-second resolution, and within one second service_env says "same
+    # second" (None): the Service is created in a later second than netshoot's start, for certain.
+    time.sleep(1.1)
     k8snb.apply(cluster, k8snb.load("clusterip-svc", namespace)[0])
     k8snb.apply(cluster, k8snb.load("headless-svc", namespace)[0])
     k8snb.apply(cluster, course.client_objects(namespace=namespace)[0])
