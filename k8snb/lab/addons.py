@@ -22,8 +22,10 @@ from .plan import LabPlan
 DNS_TIMEOUT = 90.0
 
 
-def start_registry(state: Path, address: str, b: Binaries, log: Callable[[str], None]) -> None:
-    """Publish the lab's images, then serve them read-only on the lab bridge. Pushes go to a
+def start_registry(state: Path, address: str, b: Binaries, log: Callable[[str], None],
+                   extra: list[images.Recipe] | None = None) -> None:
+    """Publish the lab's images (and `extra`: kind's kubeadm images), then serve them read-only on
+    `address` (the lab bridge, or kind's network gateway). Pushes go to a
     short-lived second registry listening on a Unix socket in the lab's private state directory:
     only the lab (root, on the host) can push; pods and the host's other users can only pull."""
     push_cfg = images.registry_config(state, push_socket(state), read_only=False)
@@ -33,7 +35,7 @@ def start_registry(state: Path, address: str, b: Binaries, log: Callable[[str], 
     processes.start(state, "registry-push", [str(DOCKER_REGISTRY), "serve", str(push_cfg)])
     try:
         images.wait_registry(push_socket(state))
-        for image in images.build_all(b, pinned_versions()["COREDNS_VERSION"], log):
+        for image in images.build_all(b, pinned_versions()["COREDNS_VERSION"], log, extra=extra):
             images.push(image, push_socket(state))
     finally:
         processes.stop(state, "registry-push")

@@ -25,9 +25,8 @@ from typing import Iterator
 import yaml
 
 from ..errors import LabError
-from . import binaries, commands, dockerd, images, kindnode, processes
+from . import addons, binaries, commands, dockerd, images, kindnode
 from .binaries import Binaries, pinned_versions, recipes_dir
-from .constants import DOCKER_REGISTRY
 from .plan import state_dir
 from .secure import checked_dir, read_private, write_private
 
@@ -145,22 +144,8 @@ def _serve_registry(b: Binaries, gateway: str, log) -> None:
     """The lab's images (and kubeadm's) pushed through a root-only Unix socket, then served
     read-only on the kind network's gateway, where only the nodes (and the host) reach it."""
     state = kind_dir()
-    processes.stop(state, "registry")
-    push = state / "run" / "registry-push.sock"
-    checked_dir(state / "run")
-    cfg = images.registry_config(state, push, read_only=False)
-    processes.start(state, "registry-push", [str(DOCKER_REGISTRY), "serve", str(cfg)])
-    try:
-        images.wait_registry(push)
-        extra = images.kind_recipes(pinned_versions())
-        for image in images.build_all(b, pinned_versions()["COREDNS_VERSION"], log, extra=extra):
-            images.push(image, push)
-    finally:
-        processes.stop(state, "registry-push")
-        push.unlink(missing_ok=True)
-    serve = images.registry_config(state, f"{gateway}:{images.REGISTRY_PORT}", read_only=True)
-    processes.start(state, "registry", [str(DOCKER_REGISTRY), "serve", str(serve)])
-    images.wait_registry(gateway)
+    addons.stop_registry(state)  # an earlier `up`'s, serving an older gateway
+    addons.start_registry(state, gateway, b, log, extra=images.kind_recipes(pinned_versions()))
     hosts = (FILES / "hosts.toml").read_text()
     for name in ("docker.io", "registry.k8s.io"):
         d = checked_dir(state / "certs.d" / name)
@@ -272,7 +257,7 @@ def down(log=_log) -> bool:
             net = _network(engine)
             if net is not None and net.get("Labels", {}).get("app.kubernetes.io/part-of") == "k8snb":
                 _docker(engine, "network", "rm", NETWORK)
-        removed |= processes.stop(kind_dir(), "registry")
+        removed |= addons.stop_registry(kind_dir())
         kubeconfig_path().unlink(missing_ok=True)
         (kind_dir() / "cluster.json").unlink(missing_ok=True)
         if dockerd.stop():
