@@ -1,10 +1,12 @@
 """Address analysis: which network model a cluster uses, and how many addresses it needs.
 
 Section 2 of the article contrasts two clusters. On EKS the AWS VPC CNI gives pods addresses from the
-nodes' own VPC range (pod 10.110.23.249 on node 10.110.24.222): the network is flat. On a native
-kubespray cluster pods live in a range of their own (pod 10.233.104.127 on node 192.168.1.101), so
-traffic between nodes is routed or encapsulated at the node. Everything here is pure: plain strings
-in, a frozen dataclass or a DataFrame out, so the notebooks can reason about a live cluster and the
+nodes' own VPC subnets (pod 10.110.23.249 on node 10.110.24.222): pods on the node subnet. On a
+native kubespray cluster pods live in a range of their own (pod 10.233.104.127 on node
+192.168.1.101), which the nodes route or encapsulate. Either way pods reach each other without NAT.
+The code keeps the short keys 'flat' and 'separate' for the two (the lab's `--network flat|routed`
+matches them); a learner reads the words of MODEL_LABELS. Everything here is pure: plain strings in,
+a frozen dataclass or a DataFrame out, so the notebooks can reason about a live cluster and the
 tests can check the reasoning without one.
 """
 from __future__ import annotations
@@ -37,12 +39,16 @@ IPV6_NODE_NETWORK_PREFIX = 64
 FLAT_MIN_SHARE = 0.9
 SEPARATE_MAX_SHARE = 0.1
 
+# What a learner reads for each model key. The parentheses keep the key's own word ('flat',
+# 'separate pod range') so the words can be matched to the code, the lab's flags and older notes.
 MODEL_LABELS = MappingProxyType({
-    "flat": "flat (pods on the node network, like the AWS VPC CNI)",
-    "separate": "separate pod range (like Calico, Flannel, kindnet, kubespray)",
-    "mixed": "mixed (some pods on the node network, some on another range)",
-    "unknown": "unknown (no pod IPs or podCIDRs to compare with the node network)",
+    "flat": "pods on the node subnet (flat, like the AWS VPC CNI)",
+    "separate": "pods on their own range (a separate pod range, like kind, Flannel, or kubespray with Calico)",
+    "mixed": "mixed (some pods on the node subnet, some on their own range)",
+    "unknown": "unknown (no pod IPs or podCIDRs to compare with the node subnet)",
 })
+# Where the node network of a verdict came from (NetworkModel.node_network_source).
+NODE_NETWORK_GIVEN = "given by you"
 
 # kube-system DaemonSet name prefixes of common CNI plugins, in the order they are tried. aws-node
 # comes first because on EKS it keeps the address management even when Calico (policy only) or
@@ -68,7 +74,8 @@ HOST_LOCAL_RESERVED_IPV4 = 3
 HOST_LOCAL_RESERVED_IPV6 = 2
 
 # Instance type -> (ENIs, IPv4 addresses per ENI), from AWS's "IP addresses per network interface
-# per instance type" table; a handful of types the course's examples use.
+# per instance type" table; a handful of types the course's examples use. Exercise 2 of notebook 02
+# asks about a type that is NOT here, so that its answer cannot be copied from the printed table.
 AWS_ENI_LIMITS = MappingProxyType({
     "t3.medium": (3, 6),
     "t3.large": (3, 12),
@@ -80,6 +87,12 @@ AWS_ENI_LIMITS = MappingProxyType({
 # Pods on the host network (aws-node and kube-proxy) use the node's primary address, so the
 # max-pods formula adds them on top of the ENI secondary addresses.
 AWS_HOST_NETWORK_PODS = 2
+# AWS keeps five addresses of every subnet: the network address, the VPC router (+1), DNS (+2),
+# one for future use (+3) and the last one.
+AWS_RESERVED_PER_SUBNET = 5
+# The widest and narrowest IPv4 blocks AWS allows for a VPC or a subnet.
+AWS_WIDEST_SUBNET = 16
+AWS_NARROWEST_SUBNET = 28
 
 PERCENT = 100
 
@@ -142,7 +155,12 @@ def pod_range(pod_cidrs: list[str]) -> Network | None:
 
 @dataclass(frozen=True)
 class NetworkModel:
-    """The verdict on a cluster's network model, with the numbers that support it."""
+    """The verdict on a cluster's network model, with the numbers and the evidence behind it.
+
+    A verdict is only as good as the node network it compares with. Given by the learner (the VPC
+    or node subnet), it is a fact; inferred from a few node IPs it is a guess, and `guessing` and
+    `reason` say so, so that no learner takes a /16 drawn around three nodes for their VPC.
+    """
 
     model: str
     node_network: str | None
@@ -150,11 +168,40 @@ class NetworkModel:
     pods_in_node_network: int
     pods_considered: int
     reason: str
+    evidence: str
+    node_network_source: str
+    guessing: bool
 
     @property
     def label(self) -> str:
-        """The model in words a learner can match to the article (flat like EKS, or separate)."""
+        """The model in words a learner can match to the article (pods on the node subnet, like EKS,
+        or on their own range, like kubespray)."""
         return MODEL_LABELS[self.model]
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _inferred_source(net: Network) -> str:
+    widest = IPV4_NODE_NETWORK_PREFIX if net.version == 4 else IPV6_NODE_NETWORK_PREFIX
+    return (f"inferred from the node IPs (a guess: {net}, the smallest range holding them all, "
+            f"widened to at least a /{widest})")
+
+
+def check_node_subnet(value: str, node_ips: Sequence[str] = ()) -> Network:
+    """The node subnet (or VPC range) a learner gives, checked: a CIDR with its prefix length that
+    holds at least one of `node_ips` of its family. A bare address or a range beside the nodes is
+    almost always a typo, and a verdict on it would be confidently wrong, so both are refused."""
+    if not isinstance(value, str) or "/" not in value:
+        raise InvalidInput(f"node subnet {value!r} is not a CIDR range with its prefix length "
+                           "(expected your VPC or node subnet, e.g. '10.0.0.0/16')")
+    net = _network(value)
+    family = [ip for ip in map(_address, node_ips) if ip.version == net.version]
+    if family and not any(ip in net for ip in family):
+        raise InvalidInput(f"none of the node IPs ({', '.join(map(str, family))}) lie in the node subnet {net} "
+                           "you gave; give the range the nodes' InternalIPs come from (your VPC's CIDR)")
+    return net
 
 
 def _verdict_from_pod_ips(node_net: Network, pods: list[Address], pod_net: Network | None) -> tuple[str, int, str]:
@@ -166,8 +213,8 @@ def _verdict_from_pod_ips(node_net: Network, pods: list[Address], pod_net: Netwo
         return "flat", inside, f"{counted}, so pods take their addresses from the nodes' own range."
     if share <= SEPARATE_MAX_SHARE:
         return "separate", inside, (
-            f"{counted}, so pods use a range of their own{own_range} and traffic between nodes is routed or "
-            "encapsulated at the node."
+            f"{counted}, so pods use a range of their own{own_range}, which the nodes route or encapsulate "
+            "(still without NAT between pods)."
         )
     return "mixed", inside, f"{counted}: some pods use node addresses and others a separate range."
 
@@ -187,31 +234,48 @@ def classify(
     pod_cidrs: Sequence[str] = (),
     node_subnet: str | None = None,
 ) -> NetworkModel:
-    """Decide whether pods sit on the node network (flat) or on a range of their own (separate).
+    """Decide whether pods sit on the node subnet ('flat') or on a range of their own ('separate').
 
     `pod_ips` are the IPs of pods NOT on the host network (those share the node's address and would
     make any cluster look flat); the caller filters them. The node network is `node_subnet` when
-    given, else inferred from the node IPs by `node_network()`: nodes spread over very distant
-    addresses infer a wide network, so pass the real subnet when it is known. The verdict counts the
-    pod IPs of the node network's family (a dual-stack pod's other address says nothing about it);
-    with none yet it compares the nodes' podCIDRs to the node network.
+    given (checked by `check_node_subnet()`), else inferred from the node IPs by `node_network()`, and
+    the verdict then says it is guessing: nodes spread over distant addresses infer a wide network,
+    and three nodes in a big VPC infer a /16 the VPC may not be. The verdict counts the pod IPs of
+    the node network's family (a dual-stack pod's other address says nothing about it); with none
+    yet it compares the nodes' podCIDRs to the node network.
     """
-    node_net = _network(node_subnet) if node_subnet else node_network(node_ips)
+    if node_subnet is not None:
+        node_net, source = check_node_subnet(node_subnet, node_ips), NODE_NETWORK_GIVEN
+    else:
+        node_net = node_network(node_ips)
+        source = _inferred_source(node_net) if node_net else "none: no node IP and no node subnet was given"
+    guessing = node_net is not None and node_subnet is None
     pods = [ip for ip in map(_address, pod_ips) if node_net is None or ip.version == node_net.version]
     pod_net = pod_range(list(pod_cidrs))
     node_text = str(node_net) if node_net else None
     pod_text = str(pod_net) if pod_net else None
+    if pods:
+        evidence = f"the IPs of {_plural(len(pods), 'pod')} not on the host network"
+    elif pod_net is not None:
+        evidence = "the nodes' podCIDRs (no pod IPs yet)"
+    else:
+        evidence = "none: no pod IPs and no podCIDRs"
+    known = {"evidence": evidence, "node_network_source": source, "guessing": guessing}
+    caveat = (f" The node network {node_net} is a guess from the node IPs; pass the real node subnet or VPC "
+              "range as node_subnet=... to be sure." if guessing else "")
     if node_net is None:
         return NetworkModel("unknown", None, pod_text, 0, len(pods),
-                            "No node IP or node subnet was given, so there is no node network to compare with.")
+                            "No node IP or node subnet was given, so there is no node network to compare with.",
+                            **known)
     if pods:
         model, inside, reason = _verdict_from_pod_ips(node_net, pods, pod_net)
-        return NetworkModel(model, node_text, pod_text, inside, len(pods), reason)
+        return NetworkModel(model, node_text, pod_text, inside, len(pods), reason + caveat, **known)
     if pod_net is not None:
         model, reason = _verdict_from_pod_cidrs(node_net, pod_net)
-        return NetworkModel(model, node_text, pod_text, 0, 0, reason)
+        return NetworkModel(model, node_text, pod_text, 0, 0, reason + caveat, **known)
     return NetworkModel("unknown", node_text, None, 0, 0,
-                        f"No pod IPs and no podCIDRs were given to compare with the node network {node_net}.")
+                        f"No pod IPs and no podCIDRs were given to compare with the node network {node_net}.",
+                        **known)
 
 
 def article_samples() -> pd.DataFrame:
@@ -225,11 +289,14 @@ def article_samples() -> pd.DataFrame:
 
 
 def article_verdicts() -> pd.DataFrame:
-    """`classify()` applied to each article sample: what the learner's own cluster is compared to."""
+    """`classify()` applied to each article sample: what the learner's own cluster is compared to.
+
+    One node IP per sample, so the node network is inferred (a /16) and each reason says so."""
     rows = []
     for sample in article_samples().itertuples(index=False):
         verdict = classify([sample.node_ip], [sample.pod_ip])
-        rows.append({"cluster": sample.cluster, "model": verdict.model, "reason": verdict.reason})
+        rows.append({"cluster": sample.cluster, "model": verdict.model, "verdict": verdict.label,
+                     "reason": verdict.reason})
     return pd.DataFrame(rows)
 
 
@@ -263,16 +330,34 @@ def usable_pod_ips(cidr: str) -> int:
     return max(network.num_addresses - reserved, 0)
 
 
+def _whole(name: str, value: int, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InvalidInput(f"{name} must be a whole number of at least {least}, got {value!r}")
+
+
 def aws_max_pods(enis: int, ipv4_per_eni: int) -> int:
     """EKS max pods per node with the VPC CNI, without prefix delegation.
 
     AWS's formula: each ENI's primary address is the ENI's own, the others go to pods, and two
     host-network pods (aws-node, kube-proxy) come on top: enis * (ipv4_per_eni - 1) + 2.
     """
-    for name, value in (("enis", enis), ("ipv4_per_eni", ipv4_per_eni)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidInput(f"{name} must be a whole number of at least 1, got {value!r}")
+    _whole("enis", enis, 1)
+    _whole("ipv4_per_eni", ipv4_per_eni, 1)
     return enis * (ipv4_per_eni - 1) + AWS_HOST_NETWORK_PODS
+
+
+def node_vpc_addresses(enis: int, ipv4_per_eni: int) -> int:
+    """VPC addresses a full node holds with the VPC CNI (no prefix delegation): every address of
+    every ENI, each ENI's primary included, enis * ipv4_per_eni.
+
+    Not one per pod: with the default warm pool (WARM_ENI_TARGET=1) the CNI fills each ENI it
+    attaches with secondary addresses whether pods use them yet or not, and a node at max pods has
+    all its ENIs attached. An m5.large (3 ENIs x 10) holds 30 addresses for its 29 max pods, two of
+    which (aws-node, kube-proxy) run on the node's own address.
+    """
+    _whole("enis", enis, 1)
+    _whole("ipv4_per_eni", ipv4_per_eni, 1)
+    return enis * ipv4_per_eni
 
 
 def aws_max_pods_table() -> pd.DataFrame:
@@ -285,37 +370,61 @@ def aws_max_pods_table() -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class VpcCapacity:
-    """Whether a flat-model VPC range holds the nodes and their pods, with the numbers."""
+    """Whether a subnet holds a number of full VPC-CNI nodes, with the numbers behind the answer."""
 
     cidr: str
     addresses: int
+    usable: int
     nodes: int
-    pods_per_node: int
+    addresses_per_node: int
+    max_pods_per_node: int
     used: int
     share: float
     fits: bool
+    max_nodes: int
     summary: str
 
 
-def vpc_capacity(vpc_cidr: str, nodes: int, pods_per_node: int) -> VpcCapacity:
-    """Addresses a flat network (AWS VPC CNI) consumes: one per node plus one per pod.
+def _aws_subnet(cidr: str) -> ipaddress.IPv4Network:
+    network = _network(cidr)
+    if network.version != 4 or not AWS_WIDEST_SUBNET <= network.prefixlen <= AWS_NARROWEST_SUBNET:
+        raise InvalidInput(f"{cidr!r} is not an IPv4 range AWS allows for a VPC or subnet "
+                           f"(/{AWS_WIDEST_SUBNET} to /{AWS_NARROWEST_SUBNET}, e.g. '10.0.0.0/20')")
+    return network
 
-    A lower bound: AWS also reserves five addresses in every subnet, and the VPC CNI keeps a warm
-    pool of spare addresses on each node, so real usage runs higher.
+
+def max_nodes(vpc_cidr: str, enis: int, ipv4_per_eni: int) -> int:
+    """The most full nodes (every ENI attached, see `node_vpc_addresses`) that fit in `vpc_cidr`
+    taken as one subnet, after AWS's 5 reserved addresses."""
+    usable = _aws_subnet(vpc_cidr).num_addresses - AWS_RESERVED_PER_SUBNET
+    return usable // node_vpc_addresses(enis, ipv4_per_eni)
+
+
+def vpc_capacity(vpc_cidr: str, nodes: int, enis: int, ipv4_per_eni: int) -> VpcCapacity:
+    """Whether `nodes` full nodes of an instance type (`enis` ENIs of `ipv4_per_eni` IPv4 addresses)
+    fit in `vpc_cidr`, taken as one subnet.
+
+    Counts what a full node consumes from the subnet, every address of every attached ENI
+    (`node_vpc_addresses`), not one per pod, and takes off the 5 addresses AWS reserves in every
+    subnet (a VPC split into several subnets loses 5 in each). Nodes with fewer pods than their
+    maximum may hold fewer ENIs, so this is the worst case a cluster must be sized for.
     """
-    for name, value in (("nodes", nodes), ("pods_per_node", pods_per_node)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidInput(f"{name} must be a whole number of at least 0, got {value!r}")
-    network = _network(vpc_cidr)
-    used = nodes * pods_per_node + nodes
-    share = used / network.num_addresses
-    fits = used <= network.num_addresses
+    _whole("nodes", nodes, 0)
+    network = _aws_subnet(vpc_cidr)
+    usable = network.num_addresses - AWS_RESERVED_PER_SUBNET
+    per_node = node_vpc_addresses(enis, ipv4_per_eni)
+    used = nodes * per_node
+    share = used / usable
+    fits = used <= usable
+    most = max_nodes(vpc_cidr, enis, ipv4_per_eni)
     summary = (
-        f"/{network.prefixlen} = {network.num_addresses} addresses: {nodes} nodes x {pods_per_node} pods"
-        f" + {nodes} nodes = {used} used ({share * PERCENT:.0f}%), "
-        + ("fits" if fits else "does not fit")
+        f"/{network.prefixlen} = {network.num_addresses} addresses, {usable} after the {AWS_RESERVED_PER_SUBNET} "
+        f"AWS reserves; a full node ({enis} ENIs x {ipv4_per_eni} addresses, all attached) holds {per_node}: "
+        f"{nodes} nodes use {used} ({share * PERCENT:.0f}%), " + ("fits" if fits else "does not fit")
+        + f"; at most {most} full nodes fit"
     )
-    return VpcCapacity(str(network), network.num_addresses, nodes, pods_per_node, used, share, fits, summary)
+    return VpcCapacity(str(network), network.num_addresses, usable, nodes, per_node, aws_max_pods(enis, ipv4_per_eni),
+                       used, share, fits, most, summary)
 
 
 def contains(cidr: str | None, ip: str | None) -> bool | None:
@@ -340,3 +449,25 @@ def contains(cidr: str | None, ip: str | None) -> bool | None:
 def _bounds(cidr: str) -> tuple[int, int, int]:
     net = _network(cidr)
     return net.version, int(net.network_address), int(net.broadcast_address)
+
+
+def models_side_by_side(model: NetworkModel) -> pd.DataFrame:
+    """The article's two samples with their verdicts, and the learner's cluster as a third row.
+
+    attrs['closest'] names the article's cluster with the same verdict, or None."""
+    table = article_samples().merge(article_verdicts(), on="cluster")
+    mine = {"cluster": "your cluster", "pod_ip": None, "node_ip": None, "model": model.model,
+            "verdict": model.label, "reason": model.reason}
+    table = pd.concat([table, pd.DataFrame([mine])], ignore_index=True)
+    closest = table[(table["model"] == model.model) & (table["cluster"] != "your cluster")]["cluster"]
+    table = table[["cluster", "pod_ip", "node_ip", "verdict", "reason"]]
+    table.attrs["closest"] = closest.iloc[0] if len(closest) else None
+    return table
+
+
+def eni_limits(instance_type: str) -> tuple[int, int]:
+    """(ENIs, IPv4 addresses per ENI) of an instance type the course knows (AWS_ENI_LIMITS)."""
+    if instance_type not in AWS_ENI_LIMITS:
+        raise InvalidInput(f"unknown instance type {instance_type!r}; the course knows "
+                           f"{', '.join(AWS_ENI_LIMITS)}")
+    return AWS_ENI_LIMITS[instance_type]

@@ -56,6 +56,9 @@ FILES = {
     "netshoot": "netshoot.yaml",
     "nginx-namespace": "nginx-namespace.yaml",
     "nodeport-svc": "nodeport-svc.yaml",
+    "nodeport-local-svc": "nodeport-local-svc.yaml",
+    "exercise-selector-svc": "exercise-selector-svc.yaml",
+    "exercise-targetport-svc": "exercise-targetport-svc.yaml",
     "loadbalancer-svc": "loadbalancer-svc.yaml",
     "learner-rbac": "learner-rbac.yaml",
 }

@@ -1,17 +1,20 @@
 """The cluster's address plan, read live: pod ranges, service range, CNI plugin, network model.
 
 `k8snb.cidr` holds the pure analysis; this module gathers its inputs from the API so that the
-verdict (flat VPC-CNI style vs a separate pod range) is computed from the learner's own cluster,
-without being told which kind of cluster it is.
+verdict (pods on the node subnet, VPC-CNI style, or pods on their own range) is computed from the
+learner's own cluster, without being told which kind of cluster it is. Each answer says where it
+came from: configuration the API exposes, or a derivation from what the nodes show.
 """
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
 
+import yaml
+
 from .cidr import NetworkModel, classify, guess_cni, pod_range
 from .cluster import Cluster
-from .errors import Forbidden
+from .errors import Forbidden, NotFound
 from .tables import NONE, nodes as nodes_table, pods as pods_table, services as services_table
 
 
@@ -79,29 +82,120 @@ def _addresses(cluster: Cluster) -> _Addresses:
     )
 
 
-def network_model(cluster: Cluster) -> NetworkModel:
-    """Flat (pods on the node network) or separate pod range, decided from nodes and pods.
+def network_model(cluster: Cluster, node_subnet: str | None = None) -> NetworkModel:
+    """Pods on the node subnet ('flat') or on their own range ('separate'), decided from nodes and pods.
 
     Only what any cluster shows through its API: the lab is judged like EKS or kind, from its node
-    and pod IPs (the node network inferred by `cidr.node_network`), never from its own plan.
+    and pod IPs, never from its own plan. Without `node_subnet` (your VPC or node subnet, e.g.
+    '10.0.0.0/16') the node network is inferred from the node IPs and the verdict says it is guessing.
     """
     a = _addresses(cluster)
-    return classify(a.node_ips, a.pod_ips, a.pod_cidrs)
+    return classify(a.node_ips, a.pod_ips, a.pod_cidrs, node_subnet)
 
 
-def address_plan(cluster: Cluster) -> dict:
-    """Everything `plots.plot_address_space` draws: ranges and the addresses inside them."""
+#: Where a configured pod range comes from, when one is found.
+LAB_PLAN_SOURCE = "the lab's plan (`k8snb lab status`), which kube-controller-manager got as --cluster-cidr"
+KUBEADM_SOURCE = "kubeadm's ClusterConfiguration (ConfigMap kube-system/kubeadm-config, networking.podSubnet)"
+NOT_EXPOSED = "derived from the nodes' podCIDRs: the API exposes no configured pod range here"
+
+
+def _cidrs(value) -> str | None:
+    """`value` as a comma-separated list of CIDRs (dual stack has two), or None if it is not one."""
+    try:
+        return ",".join(str(ipaddress.ip_network(part.strip(), strict=False)) for part in str(value).split(","))
+    except ValueError:
+        return None
+
+
+def kubeadm_pod_subnet(configmap: dict) -> str | None:
+    """networking.podSubnet of the ClusterConfiguration in kubeadm's ConfigMap (kind uses kubeadm
+    too); None when the key is missing (kubeadm init without --pod-network-cidr) or unreadable."""
+    try:
+        config = yaml.safe_load((configmap.get("data") or {}).get("ClusterConfiguration") or "")
+    except yaml.YAMLError:
+        return None
+    subnet = ((config or {}).get("networking") or {}).get("podSubnet") if isinstance(config, dict) else None
+    return _cidrs(subnet) if subnet else None
+
+
+def cluster_cidr_flag(argv: list[str]) -> str | None:
+    """The value of --cluster-cidr in a kube-controller-manager command line (`--flag=value` or
+    `--flag value`), or None."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--cluster-cidr="):
+            return _cidrs(arg.split("=", 1)[1])
+        if arg == "--cluster-cidr" and i + 1 < len(argv):
+            return _cidrs(argv[i + 1])
+    return None
+
+
+def configured_pod_range(cluster: Cluster) -> tuple[str | None, str]:
+    """(pod range, where it was read) from configuration, where the cluster exposes it.
+
+    Tried in order: the lab's plan; kubeadm's ClusterConfiguration (kubeadm, kind, kubespray's
+    kubeadm mode); the --cluster-cidr flag of a kube-controller-manager pod (static pods of a
+    kubeadm-style control plane). Managed control planes (EKS, GKE ...) and k3s expose none of
+    these, and an account without access to kube-system reads none: then (None, NOT_EXPOSED),
+    and the pod range is what the nodes' podCIDRs span.
+    """
+    if cluster.is_lab:
+        from .lab import status
+
+        pod_cidr = (status().plan or {}).get("pod_cidr")
+        if pod_cidr:
+            return pod_cidr, LAB_PLAN_SOURCE
+    try:
+        configmap = cluster.api.exists("/api/v1/namespaces/kube-system/configmaps/kubeadm-config")
+    except (Forbidden, NotFound):
+        configmap = None
+    subnet = kubeadm_pod_subnet(configmap) if configmap else None
+    if subnet:
+        return subnet, KUBEADM_SOURCE
+    try:
+        pods = cluster.api.list("/api/v1/namespaces/kube-system/pods", labelSelector="component=kube-controller-manager")
+    except (Forbidden, NotFound):
+        pods = []
+    for pod in pods:
+        for container in pod.get("spec", {}).get("containers") or []:
+            flag = cluster_cidr_flag(list(container.get("command") or []) + list(container.get("args") or []))
+            if flag:
+                return flag, f"kube-controller-manager's --cluster-cidr flag (pod kube-system/{pod['metadata']['name']})"
+    return None, NOT_EXPOSED
+
+
+def address_plan(cluster: Cluster, node_subnet: str | None = None) -> dict:
+    """Everything `plots.plot_address_space` draws: ranges and the addresses inside them, and where
+    the node network and the pod range come from (given, configured, or inferred and said so)."""
     a = _addresses(cluster)
-    model = classify(a.node_ips, a.pod_ips, a.pod_cidrs)
+    model = classify(a.node_ips, a.pod_ips, a.pod_cidrs, node_subnet)
     svc_range = service_range(cluster)
-    overall = pod_range(a.pod_cidrs)
+    configured, source = configured_pod_range(cluster)
+    derived = pod_range(a.pod_cidrs)
+    if configured is None:
+        configured = str(derived) if derived else None
+        source = ("derived from node podCIDRs (the smallest range holding them all; the configured range may be "
+                  "wider)" if derived else "unknown: no configured pod range is exposed and no node has a podCIDR")
     return {
         "model": model.model,
         "node_network": model.node_network,
+        "node_network_source": model.node_network_source,
+        "node_network_inferred": model.guessing,
         "pod_ranges": a.pod_cidrs,
-        "pod_range": str(overall) if overall else None,
+        "pod_range": configured,
+        "pod_range_source": source,
         "service_range": svc_range.split(" ")[0] if svc_range else None,
+        "service_range_inferred": bool(svc_range) and " " in svc_range,
         "node_ips": a.node_ips,
         "pod_ips": a.pod_ips,
         "service_ips": [ip for ip in services_table(cluster)["cluster_ip"] if ip not in (NONE, "None")],
     }
+
+
+def lab_network(cluster: Cluster) -> str:
+    """The lab's network mode ('routed' or 'flat'), or a note when this is not the lab."""
+    if not cluster.is_lab:
+        return f"not the lab ({cluster.flavor})"
+    from .lab import status
+
+    plan = status().plan or {}
+    return plan.get("network", "unknown")

@@ -117,16 +117,20 @@ def plot_sweep(sweep: pd.DataFrame) -> Figure:
 
 
 def _ranges(plan: dict) -> list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]]:
+    """(row label, range) per row. A range the plan inferred rather than read (the node network from
+    the node IPs, the Service range from one ClusterIP) or merged here says 'inferred' in its label."""
     rows = []
     if plan.get("node_network"):
-        rows.append(("node network", ipaddress.ip_network(plan["node_network"], strict=False)))
+        name = "node network\n(inferred)" if plan.get("node_network_inferred") else "node network"
+        rows.append((name, ipaddress.ip_network(plan["node_network"], strict=False)))
     pod_ranges = list(plan.get("pod_ranges") or ())
     if len(pod_ranges) > MAX_POD_RANGE_ROWS:
-        rows.append((f"pod range ({len(pod_ranges)} podCIDRs)", cidr.pod_range(pod_ranges)))
+        rows.append((f"pod range\n(inferred from {len(pod_ranges)} podCIDRs)", cidr.pod_range(pod_ranges)))
     else:
         rows.extend(("node podCIDR", ipaddress.ip_network(r, strict=False)) for r in pod_ranges)
     if plan.get("service_range"):
-        rows.append(("Service range", ipaddress.ip_network(plan["service_range"], strict=False)))
+        name = "Service range\n(inferred)" if plan.get("service_range_inferred") else "Service range"
+        rows.append((name, ipaddress.ip_network(plan["service_range"], strict=False)))
     return rows
 
 
@@ -149,7 +153,8 @@ def plot_address_space(plan: dict) -> Figure:
     Ranges sit far apart (192.168.0.0/16 and 10.244.0.0/16), so each row has its own address axis.
     In a flat cluster the pod IPs land in the node network's row; in a separate one they do not.
     `plan` keys: node_network, pod_ranges, service_range, node_ips, pod_ips, service_ips, and
-    optionally model ('flat', 'separate', ...) for the title.
+    optionally model ('flat', 'separate', ...) for the title and node_network_inferred /
+    service_range_inferred, which label a guessed range 'inferred' (`network.address_plan` sets them).
     """
     rows = _ranges(plan)
     if not rows:
@@ -173,5 +178,7 @@ def plot_address_space(plan: dict) -> Figure:
     fig.legend(handles=[Line2D([], [], color=color, marker=marker, linestyle="", label=label)
                         for _, label, color, marker in _ADDRESS_KINDS], loc="outside lower center", ncols=3)
     model = plan.get("model")
-    fig.suptitle(f"Address space: {cidr.MODEL_LABELS.get(model, model)}" if model else "Address space")
+    # The label's words on the first line, its parenthesis (the model's key and examples) below.
+    label = str(cidr.MODEL_LABELS.get(model, model)).replace(" (", "\n(", 1)
+    fig.suptitle(f"Address space: {label}" if model else "Address space")
     return fig

@@ -82,10 +82,3 @@ def test_forms_summary_reports_what_dig_sent(cluster, article):
     forms = dns.name_forms(cluster, namespace=ns, other=f"nginx.{ns2}")
     line = dns.forms_summary(forms)
     assert ": 1, 4 and 1 by the search rule" in line and line.endswith("; dig sent 1, 4 and 1 (measured)."), line
-
-
-def test_check_dns_name_uses_the_domain_read_in_the_pod(cluster, article):
-    ns, ns2 = article
-    domain = dns.cluster_domain(cluster, ns)
-    assert course.check_dns_name(cluster, f"nginx.{ns2}.svc.{domain}", service_namespace=ns2, from_namespace=ns)
-    assert not course.check_dns_name(cluster, "nginx", service_namespace=ns2, from_namespace=ns)

@@ -1,5 +1,6 @@
 """The lab's two network models on real nodes: where pod IPs come from, what a cross-node request
-carries as its source, what `k8snb.network_model` concludes, and what each node's tables show.
+carries as its source (with kubectl and with `k8snb.pod_to_pod`), what `k8snb.network_model`
+concludes, and what each node's tables show.
 
 By default this checks the real lab that runs (found through K8SNB_STATE), whichever its model.
 With K8SNB_TEST_MODELS=1 it starts each model in turn itself (`down`, then `up --network routed`,
@@ -22,6 +23,7 @@ import pytest
 
 import k8snb
 from k8snb import lab as k8snb_lab
+from k8snb import podnet
 from k8snb.lab.plan import LabPlan, state_dir
 from k8snb.traffic import parse_hello
 from labtools import RunningLab, ip_json
@@ -88,14 +90,14 @@ metadata: {{name: {NAMESPACE}, labels: {{app.kubernetes.io/part-of: k8snb}}}}
 ---
 apiVersion: v1
 kind: Pod
-metadata: {{name: server, namespace: {NAMESPACE}, labels: {{app.kubernetes.io/part-of: k8snb}}}}
+metadata: {{name: server, namespace: {NAMESPACE}, labels: {{app.kubernetes.io/part-of: k8snb, app: nginx}}}}
 spec:
   nodeSelector: {{kubernetes.io/hostname: {SERVER_NODE}}}
   containers: [{{name: hello, image: nginxdemos/hello, ports: [{{containerPort: 80}}]}}]
 ---
 apiVersion: v1
 kind: Pod
-metadata: {{name: client, namespace: {NAMESPACE}, labels: {{app.kubernetes.io/part-of: k8snb}}}}
+metadata: {{name: client, namespace: {NAMESPACE}, labels: {{app.kubernetes.io/part-of: k8snb, app: netshoot}}}}
 spec:
   nodeSelector: {{kubernetes.io/hostname: {CLIENT_NODE}}}
   containers: [{{name: netshoot, image: nicolaka/netshoot, command: [sleep, infinity]}}]
@@ -132,6 +134,18 @@ def test_cross_node_request_arrives_from_the_client_pod_ip(lab: RunningLab, pair
     print(f"{lab.plan.network}: {client['status']['podIP']} on {client['spec']['nodeName']} -> "
           f"{server['status']['podIP']} on {server['spec']['nodeName']}: server saw {seen}")
     assert seen and seen.rsplit(":", 1)[0] == client["status"]["podIP"], body
+
+
+def test_pod_to_pod_keeps_the_client_pod_ip_across_nodes(lab: RunningLab, pair, monkeypatch):
+    """The notebook's measurement (netshoot -> an app=nginx pod on another node) in both models."""
+    client, server = pair
+    monkeypatch.setenv("KUBECONFIG", str(lab.state / "kubeconfig"))
+    frame = podnet.pod_to_pod(k8snb.connect(quiet=True), NAMESPACE)
+    row = frame.iloc[0]
+    print(f"{lab.plan.network}: {frame.attrs['summary']}")
+    assert (row["mode"], bool(row["cross_node"])) == ("measured", True), row["note"]
+    assert (row["client_ip"], row["server_ip"]) == (client["status"]["podIP"], server["status"]["podIP"])
+    assert row["seen"] == client["status"]["podIP"] and bool(row["kept"]), row["note"]
 
 
 def test_network_model_is_inferred_from_the_cluster_alone(lab: RunningLab, pair, monkeypatch):

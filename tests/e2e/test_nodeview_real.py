@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 import k8snb
-from k8snb import course, nodeview
+from k8snb import dataplane, nodeview
 from k8snb.manifests import PART_OF
 from k8snb.wait import wait_answering
 
@@ -28,7 +28,7 @@ def _article(cluster, namespace, namespace2, replicas=3):
 
 def test_chain_is_read_on_a_node_with_one_sep_rule_per_ready_endpoint(cluster, needs_traffic, namespace, namespace2):
     ready = _article(cluster, namespace, namespace2)
-    rules = course.kube_proxy_chain(cluster, namespace=namespace)
+    rules = dataplane.kube_proxy_chain(cluster, namespace=namespace)
     how = rules.attrs["how"]
     assert set(rules["mode"]) == {"measured"}, how
     assert how.startswith("kube-proxy mode: iptables") and "(measured)" in how, how
@@ -44,7 +44,7 @@ def test_conntrack_entry_shows_the_client_pod_and_a_backend_pod(cluster, needs_t
     ready = _article(cluster, namespace, namespace2)
     client = cluster.api.get(f"/api/v1/namespaces/{namespace}/pods/{k8snb.pod_for(cluster, 'netshoot', namespace)}")
     cluster_ip = cluster.api.get(f"/api/v1/namespaces/{namespace}/services/nginx-svc")["spec"]["clusterIP"]
-    pin = course.conntrack_entry(cluster, namespace=namespace).set_index("direction")
+    pin = dataplane.conntrack_entry(cluster, namespace=namespace).set_index("direction")
     how = pin.attrs["how"]
     assert set(pin["mode"]) == {"measured"} and "(measured)" in how, how
     original, reply = pin.loc["original"], pin.loc["reply"]
@@ -60,7 +60,7 @@ def test_a_cluster_refusing_privileged_pods_gets_the_modeled_chain_and_the_reaso
     cluster.api.request("PATCH", f"/api/v1/namespaces/{namespace}", content_type="application/merge-patch+json",
                         body={"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "baseline"}}})
     _article(cluster, namespace, namespace2, replicas=2)
-    rules = course.kube_proxy_chain(cluster, namespace=namespace)
+    rules = dataplane.kube_proxy_chain(cluster, namespace=namespace)
     how = rules.attrs["how"]
     if cluster.is_lab:  # the lab's own way onto its nodes (nsenter, as root) needs no pod: still measured
         assert set(rules["mode"]) == {"measured"} and "nsenter" in how, how
@@ -68,5 +68,5 @@ def test_a_cluster_refusing_privileged_pods_gets_the_modeled_chain_and_the_reaso
         assert set(rules["mode"]) == {"modeled"} and len(rules) == 2, how
         assert how.startswith("Modeled, not read from a node: the cluster refused the course's privileged pod"), how
         assert "PodSecurity" in how and "\n" not in how
-    pin = course.conntrack_entry(cluster, namespace=namespace)
+    pin = dataplane.conntrack_entry(cluster, namespace=namespace)
     assert set(pin["mode"]) == {"modeled"} and "PodSecurity" in pin.attrs["how"]

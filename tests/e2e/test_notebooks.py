@@ -63,6 +63,12 @@ def test_notebook_runs_top_to_bottom(path, cluster):
         conf = re.search(r"nameserver (\S+) is the kube-dns Service's ClusterIP (\S+);.*\(measured\)\.", text)
         assert conf and conf.group(1) == conf.group(2), conf and conf.group(0)
         assert re.search(r"DNS lists \d+ address\(es\), the same as its EndpointSlices' ready pods", text)
+        # Session affinity: one pod for one client, several again once it is back to None.
+        sticky = re.search(r"With sessionAffinity ClientIP, \d+ new connections from one client reached (\d+) of "
+                           r"(\d+) pods; back at None, \d+ reached (\d+) \(measured\)", text)
+        assert sticky and sticky.group(1) == "1" and int(sticky.group(3)) >= 2, sticky and sticky.group(0)
+        # The broken Services show their symptom, and the unedited fixes are still 'Not yet'.
+        assert text.count("Not yet:") >= 4, "the unedited exercises must say Not yet"
     if path.name.startswith("04_") and expected == "measured":
         # The handout says "every node will now answer": the measured line must agree.
         answered = re.search(r"(\d+) of (\d+) answered \(measured\)", text)
@@ -70,6 +76,16 @@ def test_notebook_runs_top_to_bottom(path, cluster):
         # kube-proxy's chain is read on a node (the course's node pod), not computed.
         chain = re.search(r"kube-proxy's chain for \d+ endpoints \((\w+)\)", text)
         assert chain and chain.group(1) == "measured", chain and chain.group(0)
+        # NodePort and the client's address, as the prose says: SNAT under Cluster on every node;
+        # under Local the replica's node keeps the address and the others do not answer.
+        policy = re.search(r"Cluster: (\d+) of (\d+) nodes answered and the pod saw your address on (\d+) of them.*"
+                           r"Local: (\d+) of the (\d+) node\(s\) with a replica answered, with your address kept on "
+                           r"(\d+); (\d+) of the (\d+) node\(s\) without a replica answered", text)
+        assert policy, "the NodePort source-address summary is missing"
+        c_ok, c_all, c_kept, l_ok, l_with, l_kept, l_bad, l_without = map(int, policy.groups())
+        assert c_ok == c_all and c_kept == 0 and l_ok == l_with == l_kept == 1 and l_bad == 0 and l_without >= 1, \
+            policy.group(0)
+        assert "the API server refused nodePort 8080" in text
 
 
 def test_notebooks_converge_when_run_twice(cluster):

@@ -6,25 +6,24 @@ import pandas as pd
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from k8snb import course, handouts
-from k8snb.cidr import classify
+from k8snb import cidr, course, exercises, handouts, servicetypes
 from k8snb.errors import InvalidInput
 
 
 def test_checks_say_not_yet_for_a_missing_answer_and_never_raise():
-    for verdict in (course.check_selector(None), course.check_addresses(None), course.check_max_pods(""),
-                    course.check_share(None, 4), course.check_rule_probability(None, 4, 1),
-                    course.check_service_type(None)):
+    for verdict in (exercises.check_selector(None), exercises.check_addresses(None), exercises.check_max_pods(""),
+                    exercises.check_rule_probability(None, 4, 1), exercises.check_node_port(None, None),
+                    exercises.check_prediction(None, 3, "x", "y")):
         assert not verdict and repr(verdict).startswith("Not yet:")
 
 
 @pytest.mark.parametrize("check, right, wrong", [
-    (lambda a: course.check_selector(a), "app.kubernetes.io/part-of=k8snb", "app=nginx"),
-    (lambda a: course.check_addresses(a, "10.0.0.0/22"), 1024, 1022),
-    (lambda a: course.check_max_pods(a, "m5.xlarge"), 58, 60),
-    (lambda a: course.check_share(a, 4), 0.25, 0.2),
-    (lambda a: course.check_rule_probability(a, 4, 1), 1 / 3, 0.25),
-    (lambda a: course.check_service_type(a), "NodePort", "LoadBalancer"),
+    (lambda a: exercises.check_selector(a), "app.kubernetes.io/part-of=k8snb", "app=nginx"),
+    (lambda a: exercises.check_addresses(a, "10.0.0.0/22"), 1024, 1022),
+    (lambda a: exercises.check_max_pods(a, "m5.xlarge"), 58, 60),
+    (lambda a: exercises.check_max_pods(a, "t3.small", enis=3, per_eni=4), 11, 12),
+    (lambda a: exercises.check_prediction(a, 3, "addresses", "why"), 3, 5),
+    (lambda a: exercises.check_rule_probability(a, 4, 1), 1 / 3, 0.25),
 ])
 def test_checks_tell_right_from_wrong(check, right, wrong):
     assert check(right) and repr(check(right)).startswith("Right:")
@@ -33,13 +32,8 @@ def test_checks_tell_right_from_wrong(check, right, wrong):
 
 def test_same_ip_check_compares_with_the_measured_change():
     change = pd.DataFrame({"phase": ["before", "after"], "ip": ["10.244.0.2", "10.244.1.9"]})
-    assert course.check_same_ip(False, change) and not course.check_same_ip(True, change)
-    assert not course.check_same_ip(None, change)
-
-
-def test_model_check_uses_the_computed_verdict():
-    model = classify(["172.29.0.2"], ["10.244.0.3"])
-    assert course.check_model("separate", model) and not course.check_model("flat", model)
+    assert exercises.check_same_ip(False, change) and not exercises.check_same_ip(True, change)
+    assert not exercises.check_same_ip(None, change)
 
 
 def test_client_objects_roll_the_pod_when_the_target_changes():
@@ -59,10 +53,10 @@ def test_course_plan_lists_every_shipped_object_in_the_course_namespaces():
 
 
 def test_capacity_helpers():
-    assert course.max_nodes("10.0.0.0/20", 29) == 4096 // 30
-    assert course.eni_limits("m5.large") == (3, 10)
+    assert cidr.max_nodes("10.0.0.0/20", 3, 10) == (4096 - 5) // 30
+    assert cidr.eni_limits("m5.large") == (3, 10)
     with pytest.raises(InvalidInput):
-        course.eni_limits("x9.huge")
+        cidr.eni_limits("x9.huge")
 
 
 def test_closed_progress_bars_are_dropped_from_handouts():
@@ -90,9 +84,9 @@ def test_no_load_balancer_on_a_cloud_cluster_unless_the_learner_opts_in(flavor):
     from k8snb.cluster import Cluster
 
     cluster = Cluster(api=None, context="c", server="https://example.invalid", version="v1.37.2", flavor=flavor)
-    decision = course.load_balancer_decision(cluster)
+    decision = servicetypes.load_balancer_decision(cluster)
     assert not decision.create and "billed" in decision.reason and "CREATE_LOAD_BALANCER = True" in decision.reason
-    assert course.load_balancer_decision(cluster, opt_in=True).create
+    assert servicetypes.load_balancer_decision(cluster, opt_in=True).create
 
 
 @pytest.mark.parametrize("flavor,words", [("kind", "cloud-provider-kind"), ("minikube", "minikube tunnel"),
@@ -102,5 +96,5 @@ def test_load_balancer_elsewhere_is_created_and_described(flavor, words):
     from k8snb.cluster import Cluster
 
     cluster = Cluster(api=None, context="c", server="https://example.invalid", version="v1.37.2", flavor=flavor)
-    decision = course.load_balancer_decision(cluster)
+    decision = servicetypes.load_balancer_decision(cluster)
     assert decision.create and words in decision.reason

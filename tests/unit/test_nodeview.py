@@ -10,7 +10,7 @@ import json
 import pandas as pd
 import pytest
 
-from k8snb import course, nodeview, traffic
+from k8snb import dataplane, nodeview, traffic
 from k8snb.api import Response
 from k8snb.errors import Forbidden, InvalidInput, NotFound
 from k8snb.manifests import PART_OF
@@ -227,8 +227,8 @@ ENDPOINTS = [{"address": a, "port": 80, "ready": True, "pod": f"nginx-hello-{i}"
 
 @pytest.fixture
 def kind_like(monkeypatch):
-    monkeypatch.setattr(course, "endpoint_records", lambda cluster, ns, svc: ENDPOINTS)
-    monkeypatch.setattr(course, "_view_node", lambda cluster, ns: ("k8snb-worker", None))
+    monkeypatch.setattr(dataplane, "endpoint_records", lambda cluster, ns, svc: ENDPOINTS)
+    monkeypatch.setattr(dataplane, "_view_node", lambda cluster, ns: ("k8snb-worker", None))
     return FakeCluster(api=None)
 
 
@@ -236,7 +236,7 @@ def test_chain_is_measured_where_the_node_can_be_read(kind_like, monkeypatch):
     nat = nodeview.NatRules("k8snb-worker", "iptables-nft-save -t nat -c", NAT, "pod nvtry/k8snb-node-k8snb-worker")
     monkeypatch.setattr(nodeview, "read_nat", lambda *a: nat)
     monkeypatch.setattr(nodeview, "kube_proxy_mode", lambda *a: ("iptables", "`mode: iptables` in ConfigMap ..."))
-    rules = course.kube_proxy_chain(kind_like, namespace="nvtry")
+    rules = dataplane.kube_proxy_chain(kind_like, namespace="nvtry")
     assert set(rules["mode"]) == {"measured"} and len(rules) == 3
     assert rules.attrs["how"].startswith("kube-proxy mode: iptables") and "(measured)" in rules.attrs["how"]
     assert "k8snb-worker" in rules.attrs["how"] and "iptables-nft-save" in rules.attrs["how"]
@@ -247,7 +247,7 @@ def test_chain_refused_by_the_cluster_is_modeled_and_says_why(kind_like, monkeyp
         raise Forbidden("the cluster refused the course's privileged pod nvtry/k8snb-node-k8snb-worker on node "
                         "k8snb-worker (HTTP 403): ... violates PodSecurity \"baseline:latest\" ...")
     monkeypatch.setattr(nodeview, "read_nat", refused)
-    rules = course.kube_proxy_chain(kind_like, namespace="nvtry")
+    rules = dataplane.kube_proxy_chain(kind_like, namespace="nvtry")
     assert set(rules["mode"]) == {"modeled"} and len(rules) == 3
     how = rules.attrs["how"]
     assert how.startswith("Modeled, not read from a node: the cluster refused") and "PodSecurity" in how
@@ -259,7 +259,7 @@ def test_chain_is_never_passed_off_as_the_clusters_when_kube_proxy_is_not_in_ipt
                                                                                            mode):
     monkeypatch.setattr(nodeview, "read_nat", lambda *a: None)
     monkeypatch.setattr(nodeview, "kube_proxy_mode", lambda *a: (mode, "found so"))
-    rules = course.kube_proxy_chain(kind_like, namespace="nvtry")
+    rules = dataplane.kube_proxy_chain(kind_like, namespace="nvtry")
     assert set(rules["mode"]) == {"modeled"}
     words = f"kube-proxy runs in {mode} mode" if mode else "no kube-proxy rules were found"
     assert words in rules.attrs["how"] and "no KUBE-SVC chain to read" in rules.attrs["how"]
@@ -268,7 +268,7 @@ def test_chain_is_never_passed_off_as_the_clusters_when_kube_proxy_is_not_in_ipt
 def test_chain_on_simulated_nodes_is_modeled_without_any_pod(kind_like, monkeypatch):
     kind_like._cache["real_nodes"] = False
     monkeypatch.setattr(nodeview, "read_nat", lambda *a: pytest.fail("no node pod on simulated nodes"))
-    rules = course.kube_proxy_chain(kind_like, namespace="nvtry")
+    rules = dataplane.kube_proxy_chain(kind_like, namespace="nvtry")
     assert set(rules["mode"]) == {"modeled"} and "simulated (kwok)" in rules.attrs["how"]
     assert isinstance(rules, pd.DataFrame)
 

@@ -31,4 +31,4 @@ def test_notebook_ends_with_cleanup_and_has_a_summary(path):
     assert any(s.startswith("## What this run shows") for s in sources), f"{path.name} has no summary"
     # A modeled run must not be called measured: no heading claims either for the whole notebook.
     assert not any(s.startswith("## What you measured") for s in sources)
-    assert any("course.check_" in s for s in sources), f"{path.name} has no exercise check"
+    assert any("exercises.check_" in s for s in sources), f"{path.name} has no exercise check"
