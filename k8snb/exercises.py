@@ -164,11 +164,32 @@ def _modeled_reply(cluster: Cluster, svc: dict, ready: list[dict], namespace: st
                    "the connection would be refused (modeled)")
 
 
+def _pod_ready(pod: dict) -> bool:
+    return not pod["metadata"].get("deletionTimestamp") and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions") or [])
+
+
+def _settled_endpoints(cluster: Cluster, svc: dict, namespace: str) -> list[dict]:
+    """The Service's ready endpoints once the EndpointSlice controller has caught up with its selector
+    (one per ready pod it matches), at most FIX_TIMEOUT: a Service created or changed a moment ago
+    has no endpoints yet, and that moment is not the symptom the exercise is about."""
+    service = svc["metadata"]["name"]
+    selector = ",".join(f"{k}={v}" for k, v in (svc["spec"].get("selector") or {}).items())
+    deadline = time.monotonic() + FIX_TIMEOUT
+    while True:
+        pods = {p["metadata"]["name"] for p in cluster.api.list(f"/api/v1/namespaces/{namespace}/pods",
+                                                                 labelSelector=selector) if _pod_ready(p)}
+        ready = [e for e in endpoint_records(cluster, namespace, service) if e["ready"]]
+        if {e["pod"] for e in ready} == pods or time.monotonic() > deadline:
+            return ready
+        time.sleep(0.5)
+
+
 def symptom(cluster: Cluster, service: str, namespace: str = "default") -> pd.DataFrame:
     """What a learner sees of a Service, in one row: selector, targetPort, ready endpoints (address:port),
     whether a request answers and its reply, mode (`kubectl get svc,endpointslices`; curl from netshoot)."""
     svc = _service(cluster, service, namespace)
-    ready = [e for e in endpoint_records(cluster, namespace, service) if e["ready"]]
+    ready = _settled_endpoints(cluster, svc, namespace)
     port = (svc["spec"].get("ports") or [{}])[0]
     if can_carry_traffic(cluster):
         res = curl(cluster, service, namespace=namespace, head=True)
@@ -310,13 +331,14 @@ def check_affinity_prediction(answer, compare: pd.DataFrame) -> Verdict:
 
 
 def check_headless_prediction(cluster: Cluster, answer, replicas: int = 3, namespace: str = "default") -> Verdict:
-    """Exercise 03: scale nginx-hello to `replicas`, then count the addresses DNS returns for the
-    headless Service, against the learner's prediction."""
+    """Exercise 03: scale nginx-hello to `replicas`, apply the headless Service and wait for its
+    endpoints, then count the addresses DNS returns for it, against the learner's prediction."""
     if _missing(answer):
         return _verdict(False, "", "replace None with a whole number.")
-    from .dns import HEADLESS_SERVICE, headless_vs_clusterip
+    from .dns import HEADLESS_SERVICE, apply_headless, headless_vs_clusterip
 
     scale_and_wait(cluster, replicas, namespace=namespace)
+    apply_headless(cluster, namespace)  # applied earlier in notebook 03; again here, so the check stands alone
     frame = headless_vs_clusterip(cluster, namespace=namespace)
     row = frame[frame["service"] == HEADLESS_SERVICE].iloc[0]
     got = len(row["dns_answer"].split(", ")) if row["dns_answer"] else 0

@@ -292,8 +292,9 @@ def client_address_by_policy(cluster: Cluster, namespace: str = "default",
             ok = bool(got and got.ok)
             rows.append({"policy": policy, "node": name, "replica_on_node": local, "url": url, "answered": ok,
                          "sent_from": got.sent_from if got else None,
-                         "client_address": got.client_address if ok else (got.error if got else "no InternalIP"),
-                         "who": _whose(got.client_address, got.sent_from, nodes) if ok else "",
+                         "client_address": got.client_address if ok else None,
+                         "who": _whose(got.client_address, got.sent_from, nodes) if ok else
+                         f"no answer: {got.error if got else 'the node lists no InternalIP'}",
                          "kept": (got.client_address == got.sent_from) if ok else None, "mode": "measured"})
     table = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
     table.attrs["summary"] = _policy_summary(table, why_modeled)
