@@ -292,7 +292,7 @@ def check_node_port(cluster: Cluster, answer, namespace: str = "default") -> Ver
     except K8snbError as exc:
         if getattr(exc, "status", None) != 422:
             return _verdict(False, "", str(exc))
-        words = str(exc).split("failed with HTTP 422: ", 1)[-1]
+        words = str(exc).split("failed with HTTP 422: ", 1)[-1].rstrip(".") + "."
         low, high = NODE_PORT_RANGE
         return _verdict(False, "", f"the API server refused nodePort {answer}: {words} NodePorts come from "
                                    f"--service-node-port-range ({low}-{high} unless the cluster says otherwise).")

@@ -197,7 +197,7 @@ def get_from_here(ip: str, port: int, timeout: float = HOST_REQUEST_TIMEOUT) -> 
     except ConnectionRefusedError:
         return HostAnswer(False, None, None, None, "connection refused", False)
     except (TimeoutError, socket.timeout):
-        return HostAnswer(False, None, None, None, f"no answer within {timeout:.0f} s", True)
+        return HostAnswer(False, None, None, None, f"timed out after {timeout:.0f} s", True)
     except OSError as exc:
         return HostAnswer(False, None, None, None, exc.strerror or str(exc), True)
     finally:
@@ -294,7 +294,7 @@ def client_address_by_policy(cluster: Cluster, namespace: str = "default",
                          "sent_from": got.sent_from if got else None,
                          "client_address": got.client_address if ok else None,
                          "who": _whose(got.client_address, got.sent_from, nodes) if ok else
-                         f"no answer: {got.error if got else 'the node lists no InternalIP'}",
+                         f"did not answer ({got.error if got else 'the node lists no InternalIP'})",
                          "kept": (got.client_address == got.sent_from) if ok else None, "mode": "measured"})
     table = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
     table.attrs["summary"] = _policy_summary(table, why_modeled)
