@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -78,3 +79,39 @@ def leftovers(state: Path, node_names: tuple[str, ...]) -> list[str]:
                 found.append(f"process {proc.name}: {cmdline[:120]}")
     found += [f"cgroup {p}" for node in node_names for p in Path("/sys/fs/cgroup").glob(f"*/{node}")]
     return found
+
+
+BUILTIN_CHAINS = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
+
+
+def firewall_rules() -> dict[tuple[str, str], list[str]]:
+    """(tool, table) -> the '-A' rules and ':chain' names of iptables-save and ip6tables-save."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for tool in ("iptables", "ip6tables"):
+        table = ""
+        for line in subprocess.run([f"{tool}-save"], capture_output=True, text=True, check=True).stdout.splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+            elif line.startswith("-A "):
+                found.setdefault((tool, table), []).append(line)
+            elif line.startswith(":"):
+                found.setdefault((tool, table), []).append(":" + line[1:].split()[0])
+    return found
+
+
+def remove_rules_added_since(before: dict[tuple[str, str], list[str]]) -> list[str]:
+    """Delete the rules, then the chains, that appeared since `before` (a Docker engine a test started
+    leaves its MASQUERADE and FORWARD rules when it stops; they would rewrite the next test's
+    traffic). Returns what was removed."""
+    removed = []
+    for (tool, table), lines in firewall_rules().items():
+        old = set(before.get((tool, table), []))
+        for rule in reversed([line for line in lines if line.startswith("-A ") and line not in old]):
+            subprocess.run([tool, "-t", table, "-D", *shlex.split(rule[3:])], check=False)
+            removed.append(f"{tool} -t {table} {rule}")
+        for chain in [line[1:] for line in lines if line.startswith(":") and line not in old]:
+            if chain not in BUILTIN_CHAINS:
+                subprocess.run([tool, "-t", table, "-F", chain], check=False)
+                subprocess.run([tool, "-t", table, "-X", chain], check=False)
+                removed.append(f"{tool} -t {table} chain {chain}")
+    return removed

@@ -21,6 +21,7 @@ from k8snb import lab
 from k8snb.lab import processes
 from k8snb.lab import wait as lab_wait
 from k8snb.lab.plan import LabPlan
+from labtools import firewall_rules, remove_rules_added_since
 
 pytestmark = [pytest.mark.realnodes,
               pytest.mark.skipif(not os.environ.get("K8SNB_TEST_DOCKER"),
@@ -65,6 +66,7 @@ def engine():
     d = Path("/tmp") / f"k8snb-dk-{os.getpid()}"  # short: containerd's sockets live under the exec root
     d.mkdir(mode=0o700)
     had_bridge = _link_exists("docker0")
+    firewall = firewall_rules()
     host = f"unix://{d / 'docker.sock'}"
     processes.start(d, "dockerd", [str(DEBIAN_DOCKERD), "--host", host, "--data-root", str(d / "data"),
                                    "--exec-root", str(d / "exec"), "--pidfile", str(d / "dockerd.pid")])
@@ -76,6 +78,7 @@ def engine():
         processes.stop(d, "dockerd")
         if not had_bridge and _link_exists("docker0"):  # Docker leaves its bridge; this engine was ours
             subprocess.run(["ip", "link", "delete", "docker0"], check=False)
+        remove_rules_added_since(firewall)  # and its rules (MASQUERADE from 172.17.0.0/16, FORWARD's docker0 rules)
 
 
 @pytest.fixture(scope="module")
