@@ -152,16 +152,16 @@ def _modeled_reply(cluster: Cluster, svc: dict, ready: list[dict], namespace: st
     """Whether kube-proxy's DNAT would reach a listening port, from the API: ready endpoints whose
     port one of the selected pods declares (simulated pods run nothing to refuse a connection)."""
     if not ready:
-        return False, "no ready endpoint: kube-proxy would reject the connection (modeled)"
+        return False, "no ready endpoint: kube-proxy would reject the connection"
     selector = ",".join(f"{k}={v}" for k, v in (svc["spec"].get("selector") or {}).items())
     declared = {p.get("containerPort") for pod in cluster.api.list(f"/api/v1/namespaces/{namespace}/pods",
                                                                    labelSelector=selector)
                 for c in pod["spec"].get("containers", []) for p in c.get("ports") or []}
     ports = {e["port"] for e in ready}
     if ports & declared:
-        return True, f"endpoint port {sorted(ports)} is a declared container port (modeled)"
+        return True, f"endpoint port {sorted(ports)} is a declared container port"
     return False, (f"endpoint port {sorted(ports)} is no declared container port {sorted(declared)}: "
-                   "the connection would be refused (modeled)")
+                   "the connection would be refused")
 
 
 def _pod_ready(pod: dict) -> bool:
@@ -267,7 +267,7 @@ def check_service_fixed(cluster: Cluster, service: str, namespace: str = "defaul
         labels = sorted({f"{k}={v}" for p in cluster.api.list(f"/api/v1/namespaces/{namespace}/pods")
                          for k, v in (p["metadata"].get("labels") or {}).items() if k != "pod-template-hash"})
         return _verdict(False, "", f"{service} selects {row['selector'] or 'nothing'}, which matches no ready pod, so "
-                                   f"it has no endpoints and the request fails ({row['reply']}). Labels the pods of "
+                                   f"it has no endpoints and the request fails ({row['reply']}; {row['mode']}). Labels the pods of "
                                    f"{namespace} carry: {', '.join(labels)}. Compare with `kubectl get pods "
                                    "--show-labels`, set the selector and run the fix cell again.")
     return _verdict(False, "", f"{service} has {row['ready_endpoints']} ready endpoint(s) ({row['endpoints']}) but the "
