@@ -16,11 +16,11 @@ from . import cidr
 from .cluster import Cluster
 from .course import CLIENT_VARIABLE, ask, client_env
 from .errors import InvalidInput, K8snbError, NotFound
-from .manifests import PART_OF, SELECTOR, apply, load
+from .manifests import apply, load
 from .probe import can_carry_traffic, curl
 from .scaling import scale_and_wait
 from .servicetypes import NODE_PORT_RANGE, node_port_reach
-from .tables import endpoint_records
+from .tables import endpoint_records, nodes as nodes_table
 from .traffic import iptables_probabilities
 
 #: Relative tolerance for numeric answers (shares, probabilities).
@@ -57,15 +57,25 @@ def _close(a: float, b: float) -> bool:
     return math.isclose(float(a), float(b), rel_tol=ANSWER_TOLERANCE, abs_tol=1e-9)
 
 
-def check_selector(answer) -> Verdict:
-    """Exercise 00: the label selector that finds everything the course created."""
+def ready_nodes(nodes: pd.DataFrame) -> list[str]:
+    """The names of the nodes whose STATUS is Ready (`k8snb.nodes()`, as `kubectl get nodes` prints it;
+    a cordoned node, 'Ready,SchedulingDisabled', is Ready too)."""
+    return sorted(nodes.loc[nodes["status"].str.split(",").str[0] == "Ready", "name"])
+
+
+def check_ready_nodes(cluster: Cluster, answer) -> Verdict:
+    """Exercise 00: how many of the cluster's nodes are Ready, read by the learner with kubectl."""
     if _missing(answer):
-        return _verdict(False, "", "replace None with a label selector string such as 'key=value'.")
-    normalized = str(answer).replace(" ", "")
-    return _verdict(normalized == SELECTOR,
-                    f"`kubectl get deploy,svc,cm -A -l {SELECTOR}` lists what the course made.",
-                    f"{answer!r} is not the course's label; look at the 'kind/namespace/name' table's "
-                    f"heading and at k8snb.PART_OF ({PART_OF!r}).")
+        return _verdict(False, "", "replace None with a whole number (run `kubectl get nodes` in a terminal).")
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        return _verdict(False, "", f"{answer!r} is not a whole number.")
+    try:
+        table = nodes_table(cluster)
+    except K8snbError as exc:
+        return _verdict(False, "", f"the check cannot list the nodes itself: {exc}")
+    ready = ready_nodes(table)
+    return _verdict(answer == len(ready), f"{len(ready)} of {len(table)} nodes are Ready: {', '.join(ready)}.",
+                    f"{answer} is not it: count the rows whose STATUS is Ready in `kubectl get nodes`.")
 
 
 def check_same_ip(prediction, change: pd.DataFrame) -> Verdict:

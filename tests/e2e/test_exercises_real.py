@@ -83,3 +83,9 @@ def test_node_port_snat_under_cluster_and_the_client_address_kept_under_local(cl
         with_replica.to_dict("records")
     assert len(without) >= 1 and not without["answered"].any(), without.to_dict("records")
     assert "From this machine" in table.attrs["summary"]
+
+
+def test_ready_nodes_exercise_reads_the_cluster(cluster):
+    ready = exercises.ready_nodes(k8snb.nodes(cluster))
+    assert ready and exercises.check_ready_nodes(cluster, len(ready))
+    assert not exercises.check_ready_nodes(cluster, len(ready) + 1)

@@ -11,14 +11,13 @@ from k8snb.errors import InvalidInput
 
 
 def test_checks_say_not_yet_for_a_missing_answer_and_never_raise():
-    for verdict in (exercises.check_selector(None), exercises.check_addresses(None), exercises.check_max_pods(""),
+    for verdict in (exercises.check_ready_nodes(None, None), exercises.check_addresses(None), exercises.check_max_pods(""),
                     exercises.check_rule_probability(None, 4, 1), exercises.check_node_port(None, None),
                     exercises.check_prediction(None, 3, "x", "y")):
         assert not verdict and repr(verdict).startswith("Not yet:")
 
 
 @pytest.mark.parametrize("check, right, wrong", [
-    (lambda a: exercises.check_selector(a), "app.kubernetes.io/part-of=k8snb", "app=nginx"),
     (lambda a: exercises.check_addresses(a, "10.0.0.0/22"), 1024, 1022),
     (lambda a: exercises.check_max_pods(a, "m5.xlarge"), 58, 60),
     (lambda a: exercises.check_max_pods(a, "t3.small", enis=3, per_eni=4), 11, 12),

@@ -83,3 +83,9 @@ def test_affinity_is_set_only_to_known_values_on_the_course_service():
         affinity.set_affinity(None, "Cookie")
     with pytest.raises(InvalidInput):
         affinity.set_affinity(None, "ClientIP", service="kubernetes")
+
+
+def test_ready_nodes_counts_the_status_column():
+    table = pd.DataFrame({"name": ["a", "b", "c"], "status": ["Ready", "NotReady", "Ready,SchedulingDisabled"]})
+    assert exercises.ready_nodes(table) == ["a", "c"]
+    assert not exercises.check_ready_nodes(None, None) and not exercises.check_ready_nodes(None, "3")
