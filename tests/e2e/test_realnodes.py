@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -169,12 +170,27 @@ def test_replaced_pod_gets_a_new_ip_and_service_keeps_answering(workload: Lab):
     _wait_programmed(workload, {new[0]["metadata"]["name"]})
 
 
+def _get_from_host(url: str, timeout: float = 30) -> tuple[int, str]:
+    """GET `url` from the host, retrying refused connections for up to `timeout` s: each node's
+    kube-proxy follows endpoint changes (the tests before this one replace and scale pods) on its
+    own sync, and until then a NodePort whose endpoints just changed may be rejected on that node."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.URLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def test_nodeport_answers_on_every_node_from_the_host(workload: Lab):
     port = workload.json("get", "service", "nginx-nodeport")["spec"]["ports"][0]["nodePort"]
     for node, ip in workload.plan.node_ips().items():
-        with urllib.request.urlopen(f"http://{ip}:{port}/plain", timeout=5) as resp:
-            assert resp.status == 200, node
-            assert parse_hello(resp.read().decode())["server_address"], node
+        status, body = _get_from_host(f"http://{ip}:{port}/plain")
+        assert status == 200, node
+        assert parse_hello(body)["server_address"], node
 
 
 def test_nodes_are_real_and_ready(lab: Lab):
