@@ -39,24 +39,35 @@ def scale_and_wait(cluster: Cluster, replicas: int, deployment: str = "nginx-hel
 #: Requests per round while waiting for kube-proxy, per replica: enough that each replica is hit
 #: with near certainty (5 tries at 1/k each miss with probability (1 - 1/k)^(5k) < 0.7%).
 PROBES_PER_REPLICA = 5
+#: Probes per round at least: with one replica left after a scale-down, 20 connections all miss
+#: 4 stale endpoints of 5 with probability (1/5)^20.
+MIN_PROBES = 20
 REACHABLE_TIMEOUT = 30.0
 
 
 def _wait_reachable(cluster: Cluster, service: str, namespace: str, pods: set[str]) -> None:
-    """Ready endpoints reach every node's kube-proxy rules a moment later. Wait until requests
-    through the Service have reached every ready pod, so that a sample taken next starts even."""
+    """Ready endpoints reach every node's kube-proxy rules a moment later, and removed ones leave them
+    a moment later. Wait until new connections through the Service reach every ready pod and only
+    them, without a failure, so that a sample taken next measures the new set of replicas."""
     try:
         pod_for(cluster, "netshoot", namespace)
     except NotReadyInTime:
         return  # no client pod to send from: nothing to wait for
     seen: set[str] = set()
     deadline = time.monotonic() + REACHABLE_TIMEOUT
-    while not pods <= seen:
+    while True:
+        frame = sample(cluster, max(PROBES_PER_REPLICA * len(pods), MIN_PROBES), service, namespace)
+        answered = set(frame.loc[frame["ok"], "server_name"].dropna())
+        seen |= answered & pods
+        # Done when every ready pod answered and no probe failed or reached a pod going away: after
+        # a scale-down the client's node may still send some connections to the removed endpoints.
+        if pods <= seen and frame["ok"].all() and answered <= pods:
+            return
         if time.monotonic() > deadline:
-            raise NotReadyInTime(f"Service {namespace}/{service}: pods {', '.join(sorted(pods - seen))} are ready but "
-                                 f"not reached through the Service after {REACHABLE_TIMEOUT:.0f} s (kube-proxy?)")
-        frame = sample(cluster, PROBES_PER_REPLICA * len(pods), service, namespace)
-        seen |= set(frame.loc[frame["ok"], "pod"])
+            raise NotReadyInTime(f"Service {namespace}/{service}: new connections do not reach exactly the ready pods "
+                                 f"({', '.join(sorted(pods))}) after {REACHABLE_TIMEOUT:.0f} s: reached "
+                                 f"{', '.join(sorted(answered)) or 'none'}, {int((~frame['ok']).sum())} failed "
+                                 "(kube-proxy?)")
 
 
 def programmed_endpoints(cluster: Cluster, service: str, namespace: str) -> dict[str, set[str]] | None:
