@@ -20,7 +20,7 @@ from .manifests import apply, load
 from .probe import can_carry_traffic, curl
 from .scaling import scale_and_wait
 from .servicetypes import NODE_PORT_RANGE, node_port_reach
-from .tables import endpoint_records, nodes as nodes_table
+from .tables import endpoint_records, nodes as nodes_table, selector_text
 from .traffic import iptables_probabilities
 
 #: Relative tolerance for numeric answers (shares, probabilities).
@@ -163,7 +163,7 @@ def _modeled_reply(cluster: Cluster, svc: dict, ready: list[dict], namespace: st
     port one of the selected pods declares (simulated pods run nothing to refuse a connection)."""
     if not ready:
         return False, "no ready endpoint: kube-proxy would reject the connection"
-    selector = ",".join(f"{k}={v}" for k, v in (svc["spec"].get("selector") or {}).items())
+    selector = selector_text(svc)
     declared = {p.get("containerPort") for pod in cluster.api.list(f"/api/v1/namespaces/{namespace}/pods",
                                                                    labelSelector=selector)
                 for c in pod["spec"].get("containers", []) for p in c.get("ports") or []}
@@ -184,7 +184,7 @@ def _settled_endpoints(cluster: Cluster, svc: dict, namespace: str) -> list[dict
     (one per ready pod it matches), at most FIX_TIMEOUT: a Service created or changed a moment ago
     has no endpoints yet, and that moment is not the symptom the exercise is about."""
     service = svc["metadata"]["name"]
-    selector = ",".join(f"{k}={v}" for k, v in (svc["spec"].get("selector") or {}).items())
+    selector = selector_text(svc)
     deadline = time.monotonic() + FIX_TIMEOUT
     while True:
         pods = {p["metadata"]["name"] for p in cluster.api.list(f"/api/v1/namespaces/{namespace}/pods",
@@ -207,7 +207,7 @@ def symptom(cluster: Cluster, service: str, namespace: str = "default") -> pd.Da
     else:
         answered, reply = _modeled_reply(cluster, svc, ready, namespace)
         mode = "modeled"
-    selector = ",".join(f"{k}={v}" for k, v in (svc["spec"].get("selector") or {}).items())
+    selector = selector_text(svc)
     return pd.DataFrame([{"service": service, "selector": selector, "port": port.get("port"),
                           "targetPort": port.get("targetPort"), "ready_endpoints": len(ready),
                           "endpoints": ", ".join(f"{e['address']}:{e['port']}" for e in ready) or None,

@@ -372,13 +372,18 @@ def services(cluster: Cluster, namespace: str | None = None) -> pd.DataFrame:
     return df
 
 
+def selector_text(svc: dict) -> str:
+    """A Service object's selector as kubectl writes it (app=nginx), '' when it has none."""
+    return ",".join(f"{k}={v}" for k, v in (svc["spec"].get("selector") or {}).items())
+
+
 def service_selector(cluster: Cluster, namespace: str, service: str) -> str:
     """The Service's selector as kubectl writes it (app=nginx); NotFound when the Service is missing.
     Used to say which pods a Service without ready endpoints is waiting for."""
     svc = cluster.api.exists(f"/api/v1/namespaces/{namespace}/services/{service}")
     if svc is None:
         raise NotFound(f"Service {namespace}/{service} does not exist")
-    return ",".join(f"{k}={v}" for k, v in (svc["spec"].get("selector") or {}).items())
+    return selector_text(svc)
 
 
 def endpoint_records(cluster: Cluster, namespace: str, service: str) -> list[dict]:
