@@ -24,6 +24,7 @@ from .cidr import (aws_max_pods, aws_max_pods_table, article_samples, article_ve
 from .cluster import Cluster, connect
 from .errors import (Conflict, ExecFailed, Expired, Forbidden, InvalidInput, K8snbError, LabError, NotFound,
                      NotReachable, NotReadyInTime, SampleIncomplete)
+from .learner import NAMESPACE, OTHER_SERVICE, SECOND_NAMESPACE
 from .manifests import PART_OF, apply, article, cleanup, load, scale
 from .network import address_plan, cni_plugin, configured_pod_range, lab_network, network_model, service_range
 from .podnet import pod_to_pod
@@ -52,5 +53,5 @@ __all__ = [
     "headless_vs_clusterip", "name_forms", "resolv_conf", "service_env", "NODE_PORT_RANGE", "external_ip",
     "load_balancer_decision", "node_port", "node_port_reach", "service_types", "eni_limits", "max_nodes",
     "models_side_by_side", "lab_network", "affinity_compare", "client_address_by_policy",
-    "pod_to_pod", "configured_pod_range", "node_vpc_addresses",
+    "pod_to_pod", "configured_pod_range", "node_vpc_addresses", "NAMESPACE", "SECOND_NAMESPACE", "OTHER_SERVICE",
 ]

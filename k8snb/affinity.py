@@ -18,6 +18,7 @@ from .manifests import apply, load
 from .probe import can_carry_traffic
 from .tables import endpoint_records
 from .traffic import sample, summarize
+from .learner import NAMESPACE
 
 #: Bound on waiting for every node's kube-proxy to apply a changed sessionAffinity.
 AFFINITY_TIMEOUT = 60.0
@@ -27,7 +28,7 @@ PROBE_CONNECTIONS = 10
 SETTINGS = ("ClientIP", "None")
 
 
-def set_affinity(cluster: Cluster, affinity: str, service: str = "nginx-svc", namespace: str = "default") -> dict:
+def set_affinity(cluster: Cluster, affinity: str, service: str = "nginx-svc", namespace: str = NAMESPACE) -> dict:
     """Server-side apply the course's Service with `spec.sessionAffinity` set (kubectl patch svc
     nginx-svc -p '{"spec":{"sessionAffinity":"ClientIP"}}'). 'None' removes the course's field, so
     the API server's default (None) is back."""
@@ -62,7 +63,7 @@ def _wait_applied(cluster: Cluster, affinity: str, service: str, namespace: str,
         time.sleep(1.0)
 
 
-def affinity_compare(cluster: Cluster, n: int = 50, service: str = "nginx-svc", namespace: str = "default",
+def affinity_compare(cluster: Cluster, n: int = 50, service: str = "nginx-svc", namespace: str = NAMESPACE,
                      timeout: float = AFFINITY_TIMEOUT, seed: int | None = None) -> pd.DataFrame:
     """`n` new connections from netshoot with sessionAffinity ClientIP, then `n` more after setting it
     back to None. One row per setting: session_affinity, connections, pods_answering, replicas,

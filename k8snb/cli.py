@@ -98,6 +98,32 @@ def _cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _classroom(args: argparse.Namespace) -> int:
+    from . import classroom
+    from .cluster import connect
+
+    cluster = connect(args.context, quiet=True)
+    if args.action == "up":
+        names = classroom.names_from_file(args.names) if args.names else None
+        group = classroom.learners(names, args.learners)
+        made = classroom.up(cluster, group)
+        print(made.to_string(index=False))
+        out = args.kubeconfigs or os.path.expanduser("~/.kube/k8snb-classroom")
+        files = classroom.write_kubeconfigs(cluster, group, out, seconds=int(args.token_hours * 3600))
+        print(f"k8snb classroom: {len(group)} learner(s) ready on {cluster.describe()}; "
+              f"kubeconfigs (tokens until {files['expires'].min()}) in {out}")
+        return 0
+    if args.action == "down":
+        removed = classroom.down(cluster)
+        print(removed.to_string(index=False) if len(removed) else "k8snb classroom: nothing to remove")
+        return 0
+    if args.action == "status":
+        table = classroom.status(cluster)
+        print(table.to_string(index=False) if len(table) else "k8snb classroom: no learners on this cluster")
+        return 0 if len(table) else 3
+    raise AssertionError(args.action)
+
+
 def _handouts(args: argparse.Namespace) -> int:
     from .handouts import build_handouts
 
@@ -140,6 +166,18 @@ def parser() -> argparse.ArgumentParser:
     clean.add_argument("--context")
     clean.add_argument("--namespace", action="append", help="limit to these namespaces (repeatable)")
     clean.set_defaults(func=_cleanup)
+
+    cr = sub.add_parser("classroom", help="a class on one shared cluster: namespaces, accounts, quotas and "
+                        "kubeconfigs per learner")
+    cr.add_argument("action", choices=["up", "down", "status"])
+    cr.add_argument("--learners", type=int, help="this many learners, named learner-01, learner-02 ...")
+    cr.add_argument("--names", help="a file with one learner name per line (DNS-1123 labels)")
+    cr.add_argument("--kubeconfigs", help="where up writes each learner's kubeconfig "
+                    "(default ~/.kube/k8snb-classroom)")
+    cr.add_argument("--token-hours", type=float, default=8.0, help="lifetime asked for each learner's token "
+                    "(the cluster may shorten it; default 8)")
+    cr.add_argument("--context")
+    cr.set_defaults(func=_classroom)
 
     ho = sub.add_parser("handouts", help="execute the notebooks and export HTML handouts")
     ho.add_argument("--output", default="handouts")

@@ -18,6 +18,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from .api import Api
 from .errors import NotReachable
+from .learner import NAMESPACE, NAMESPACE_ENV, SECOND_NAMESPACE, SECOND_NAMESPACE_ENV
 
 #: The promised bound for "unreachable API": one clear error within this many seconds.
 CONNECT_BUDGET = 10.0
@@ -196,4 +197,6 @@ def connect(context: str | None = None, quiet: bool = False) -> Cluster:
     if not quiet and key not in _announced:
         _announced.add(key)
         print(f"k8snb: connected to {cluster.describe()}")
+        print(f"k8snb: your namespaces: {NAMESPACE} and {SECOND_NAMESPACE} "
+              f"(from {NAMESPACE_ENV} and {SECOND_NAMESPACE_ENV}; unset: default and nginx)")
     return cluster

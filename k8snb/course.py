@@ -30,6 +30,7 @@ from .probe import can_carry_traffic, curl, exec_argv, nslookup, pod_for, resolv
 from .tables import endpoint_records
 from .traffic import modeled_sample, sample, summarize
 from .wait import wait_answering, wait_deployment
+from .learner import NAMESPACE, SECOND_NAMESPACE
 
 #: The ConfigMap-fed client of notebook 01: its ConfigMap, the variable it sets, the Deployment.
 CLIENT_CONFIGMAP = "client-config"
@@ -41,7 +42,7 @@ CLIENT_IMAGE = "nicolaka/netshoot"
 CONFIG_HASH_ANNOTATION = "k8snb.io/config-hash"
 
 #: The article's Deployments: (name, namespace key) where the key picks the namespace argument.
-ARTICLE_DEPLOYMENTS = (("nginx-hello", "default"), ("netshoot", "default"), ("nginx", "nginx"))
+ARTICLE_DEPLOYMENTS = (("nginx-hello", "main"), ("netshoot", "main"), ("nginx", "second"))
 
 
 # --- measured or modeled ---------------------------------------------------------------------------
@@ -98,9 +99,9 @@ def course_plan() -> pd.DataFrame:
         meta = obj["metadata"]
         rows.append({"kind": obj["kind"], "namespace": meta["namespace"], "name": meta["name"],
                      "notebook": "01", "purpose": "a client that reads the Service name from a ConfigMap"})
-    rows.append({"kind": "Service", "namespace": "default", "name": "nginx-pick", "notebook": "04",
+    rows.append({"kind": "Service", "namespace": NAMESPACE, "name": "nginx-pick", "notebook": "04",
                  "purpose": "exercise: a NodePort Service on the port you pick"})
-    rows.append({"kind": "Pod", "namespace": "default", "name": nodeview.NODE_POD_PREFIX + "<node>",
+    rows.append({"kind": "Pod", "namespace": NAMESPACE, "name": nodeview.NODE_POD_PREFIX + "<node>",
                  "notebook": "03-04", "purpose": "privileged, on the node's network: reads kube-proxy's rules "
                                                  "and conntrack on netshoot's node (nodeview)"})
     return pd.DataFrame(rows)
@@ -117,10 +118,10 @@ def course_objects(cluster: Cluster) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["kind", "namespace", "name"])
 
 
-def ensure_article(cluster: Cluster, replicas: int = 1, namespace: str = "default",
-                   nginx_namespace: str = "nginx") -> pd.DataFrame:
-    """Apply the article's objects (nginx-hello at `replicas`, nginx-svc, netshoot, nginx.nginx)
-    and wait until every Deployment is ready and, where pods carry traffic, both Services answer the
+def ensure_article(cluster: Cluster, replicas: int = 1, namespace: str = NAMESPACE,
+                   nginx_namespace: str = SECOND_NAMESPACE) -> pd.DataFrame:
+    """Apply the article's objects (nginx-hello at `replicas`, nginx-svc, netshoot; nginx in
+    `nginx_namespace`) and wait until every Deployment is ready and, where pods carry traffic, both Services answer the
     client (see wait_answering). Returns one row per Deployment with its ready pods.
 
     Safe to re-run: server-side apply converges, and objects deleted by hand are re-created.
@@ -128,7 +129,7 @@ def ensure_article(cluster: Cluster, replicas: int = 1, namespace: str = "defaul
     article(cluster, namespace=namespace, nginx_namespace=nginx_namespace, replicas=replicas)
     rows = []
     for name, where in ARTICLE_DEPLOYMENTS:
-        ns = namespace if where == "default" else nginx_namespace
+        ns = namespace if where == "main" else nginx_namespace
         ready = wait_deployment(cluster, name, ns)
         rows.append({"deployment": name, "namespace": ns, "ready_pods": len(ready),
                      "pods": ", ".join(sorted(p["metadata"]["name"] for p in ready))})
@@ -139,7 +140,7 @@ def ensure_article(cluster: Cluster, replicas: int = 1, namespace: str = "defaul
 
 
 # --- notebook 01: the ConfigMap-fed client ---------------------------------------------------------
-def client_objects(target: str = "nginx-svc", namespace: str = "default") -> list[dict]:
+def client_objects(target: str = "nginx-svc", namespace: str = NAMESPACE) -> list[dict]:
     """A ConfigMap holding the Service name to call, and a netshoot-like client reading it.
 
     The client gets every key of the ConfigMap as an environment variable (`envFrom`), the way the
@@ -170,7 +171,7 @@ def client_objects(target: str = "nginx-svc", namespace: str = "default") -> lis
     return [configmap, deployment]
 
 
-def apply_client(cluster: Cluster, target: str = "nginx-svc", namespace: str = "default") -> pd.DataFrame:
+def apply_client(cluster: Cluster, target: str = "nginx-svc", namespace: str = NAMESPACE) -> pd.DataFrame:
     """Apply `client_objects(target)` and wait for the client pod; one row per object applied.
 
     A new `target` changes the ConfigMap and the pod template's config hash, so the Deployment
@@ -184,7 +185,7 @@ def apply_client(cluster: Cluster, target: str = "nginx-svc", namespace: str = "
     return pd.DataFrame(rows)
 
 
-def client_env(cluster: Cluster, namespace: str = "default") -> pd.DataFrame:
+def client_env(cluster: Cluster, namespace: str = NAMESPACE) -> pd.DataFrame:
     """The client pod's CLIENT_VARIABLE: `printenv` inside the pod where pods run (measured), else
     what the pod's `envFrom` and the ConfigMap give it (modeled). One row: pod, variable, value,
     source, mode."""
@@ -217,7 +218,7 @@ def _ready_endpoints(cluster: Cluster, fqdn: str | None) -> int:
     return len({e["address"] for e in endpoint_records(cluster, namespace, name) if e["ready"]})
 
 
-def ask(cluster: Cluster, names: list[str] | str, namespace: str = "default") -> pd.DataFrame:
+def ask(cluster: Cluster, names: list[str] | str, namespace: str = NAMESPACE) -> pd.DataFrame:
     """Resolve each name as a pod in `namespace` would, then send `curl -I` to it.
 
     Measured (pods carry traffic): `nslookup` and `curl -I` from the netshoot pod. Modeled: the
@@ -252,7 +253,7 @@ def ask(cluster: Cluster, names: list[str] | str, namespace: str = "default") ->
     return pd.DataFrame(rows)
 
 
-def ip_path(cluster: Cluster, service: str = "nginx-svc", namespace: str = "default") -> pd.DataFrame:
+def ip_path(cluster: Cluster, service: str = "nginx-svc", namespace: str = NAMESPACE) -> pd.DataFrame:
     """The ClusterIP path step by step: name -> DNS -> ClusterIP -> curl to the IP itself.
 
     One row per step (step, detail, mode). Measured with nslookup and `curl -I <ClusterIP>` from
@@ -280,7 +281,7 @@ def ip_path(cluster: Cluster, service: str = "nginx-svc", namespace: str = "defa
 
 
 # --- notebook 03: keep-alive -----------------------------------------------------------------------
-def keepalive(cluster: Cluster, n: int = 100, service: str = "nginx-svc", namespace: str = "default",
+def keepalive(cluster: Cluster, n: int = 100, service: str = "nginx-svc", namespace: str = NAMESPACE,
               seed: int | None = None) -> pd.DataFrame:
     """The spread of `n` requests sent over ONE kept-alive connection (summary per replica).
 

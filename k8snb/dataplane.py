@@ -19,9 +19,10 @@ from .names import dns_label
 from .probe import can_carry_traffic, exec_argv, pod_for
 from .tables import endpoint_records
 from .traffic import iptables_probabilities, parse_hello, parse_kube_svc_chain
+from .learner import NAMESPACE
 
 
-def expected_kube_svc_rules(cluster: Cluster, service: str = "nginx-svc", namespace: str = "default") -> pd.DataFrame:
+def expected_kube_svc_rules(cluster: Cluster, service: str = "nginx-svc", namespace: str = NAMESPACE) -> pd.DataFrame:
     """The KUBE-SVC chain kube-proxy (iptables mode) writes for the Service's ready endpoints,
     computed: rule, probability, effective_share, endpoint. mode='modeled'."""
     eps = [e for e in endpoint_records(cluster, namespace, service) if e["ready"]]
@@ -74,7 +75,7 @@ def _modeled_chain(table: pd.DataFrame, why: str) -> pd.DataFrame:
     return table
 
 
-def kube_proxy_chain(cluster: Cluster, service: str = "nginx-svc", namespace: str = "default",
+def kube_proxy_chain(cluster: Cluster, service: str = "nginx-svc", namespace: str = NAMESPACE,
                      timeout: float = CHAIN_TIMEOUT) -> pd.DataFrame:
     """kube-proxy's KUBE-SVC chain for `service`, read on a node where the course may run its node
     pod (`nodeview`): one row per rule (rule, chain, probability, effective_share, endpoint,
@@ -167,7 +168,7 @@ def _pin_modeled(why: str, client_ip: str | None, client: str, cluster_ip: str, 
 PIN_COLUMNS = ["direction", "src", "dst", "who", "mode"]
 
 
-def conntrack_entry(cluster: Cluster, service: str = "nginx-svc", namespace: str = "default") -> pd.DataFrame:
+def conntrack_entry(cluster: Cluster, service: str = "nginx-svc", namespace: str = NAMESPACE) -> pd.DataFrame:
     """Send one request from netshoot to `service` on a new connection, then read that connection's
     conntrack entry on netshoot's node (`conntrack -L` in the course's node pod, filtered by the
     ClusterIP, the Service port and the client's own source port).

@@ -17,7 +17,8 @@ from datetime import datetime
 import pandas as pd
 
 from .cluster import Cluster
-from .errors import ExecFailed, NotFound
+from .learner import NAMESPACE, OTHER_SERVICE
+from .errors import ExecFailed, Forbidden, NotFound
 from .names import dns_label, dns_subdomain
 from .probe import CLUSTER_DOMAIN, TOOL_MISSING, Lookup, can_carry_traffic, exec_argv, nslookup, pod_for, resolve_modeled, \
     search_path
@@ -73,7 +74,7 @@ def domain_from_search(search: tuple[str, ...] | list[str], namespace: str) -> s
     return None
 
 
-def resolv_conf(cluster: Cluster, namespace: str = "default", pod: str | None = None) -> pd.DataFrame:
+def resolv_conf(cluster: Cluster, namespace: str = NAMESPACE, pod: str | None = None) -> pd.DataFrame:
     """The client pod's /etc/resolv.conf as a table (setting, value, mode).
 
     attrs: nameserver, kube_dns (the kube-dns Service's ClusterIP), match (bool or None), domain
@@ -82,7 +83,11 @@ def resolv_conf(cluster: Cluster, namespace: str = "default", pod: str | None = 
     kubelet would write for the ClusterFirst policy, with the cluster domain assumed.
     """
     dns_label(namespace, "namespace")
-    svc = cluster.api.exists("/api/v1/namespaces/kube-system/services/kube-dns")
+    try:
+        svc = cluster.api.exists("/api/v1/namespaces/kube-system/services/kube-dns")
+        hidden = False
+    except Forbidden:  # a classroom learner reads nothing outside their own namespaces
+        svc, hidden = None, True
     kube_dns = (svc or {}).get("spec", {}).get("clusterIP")
     if can_carry_traffic(cluster):
         pod = pod or pod_for(cluster, "netshoot", namespace)
@@ -102,8 +107,10 @@ def resolv_conf(cluster: Cluster, namespace: str = "default", pod: str | None = 
     server = conf.nameservers[0] if conf.nameservers else None
     match = None if not (server and kube_dns) else server == kube_dns
     if match is None:
-        verdict = (f"the kube-dns Service was not found, so nameserver {server} cannot be compared"
-                   if server else "the file names no nameserver")
+        verdict = ("the file names no nameserver" if not server else
+                   f"this account may not read the kube-dns Service in kube-system, so nameserver {server} "
+                   "cannot be compared with its ClusterIP" if hidden else
+                   f"the kube-dns Service was not found, so nameserver {server} cannot be compared")
     elif match:
         verdict = f"nameserver {server} is the kube-dns Service's ClusterIP {kube_dns}"
     else:
@@ -118,7 +125,7 @@ def resolv_conf(cluster: Cluster, namespace: str = "default", pod: str | None = 
     return frame
 
 
-def cluster_domain(cluster: Cluster, namespace: str = "default") -> str:
+def cluster_domain(cluster: Cluster, namespace: str = NAMESPACE) -> str:
     """The cluster domain, read from the client pod's search list where pods run; on simulated nodes
     (or a search list without it) the kubelet's default `probe.CLUSTER_DOMAIN`, assumed."""
     return resolv_conf(cluster, namespace).attrs["domain"] or CLUSTER_DOMAIN
@@ -170,7 +177,7 @@ def parse_dig_search(text: str) -> list[tuple[str, str]]:
     return asked
 
 
-def dig_search(cluster: Cluster, name: str, pod: str, namespace: str = "default") -> list[tuple[str, str]] | None:
+def dig_search(cluster: Cluster, name: str, pod: str, namespace: str = NAMESPACE) -> list[tuple[str, str]] | None:
     """The queries the client's resolver settings make dig send for `name` (A records), measured in
     `pod`; None when the image has no dig."""
     dns_subdomain(name[:-1] if name.endswith(".") else name, "DNS name")
@@ -187,8 +194,8 @@ def dig_search(cluster: Cluster, name: str, pod: str, namespace: str = "default"
 COLUMNS = ["query", "answer", "address", "mode", "queries_by_rule", "queries_sent", "asked"]
 
 
-def name_forms(cluster: Cluster, service: str = "nginx-svc", namespace: str = "default",
-               other: str = "nginx.nginx") -> pd.DataFrame:
+def name_forms(cluster: Cluster, service: str = "nginx-svc", namespace: str = NAMESPACE,
+               other: str = OTHER_SERVICE) -> pd.DataFrame:
     """One lookup per way of writing the Service's name, from the client pod: the short name, name.ns,
     name.ns.svc, the FQDN, the FQDN with a trailing dot, and `other` (a Service of another namespace).
 
@@ -246,7 +253,7 @@ def forms_summary(forms: pd.DataFrame) -> str:
 
 # --- headless Service ----------------------------------------------------------------------------------
 def headless_vs_clusterip(cluster: Cluster, headless: str = HEADLESS_SERVICE, service: str = "nginx-svc",
-                          namespace: str = "default") -> pd.DataFrame:
+                          namespace: str = NAMESPACE) -> pd.DataFrame:
     """What DNS answers for the headless Service (one address per ready pod) and for the ClusterIP
     Service (one virtual address), beside the ready addresses of each one's EndpointSlices.
 
@@ -287,7 +294,7 @@ def headless_vs_clusterip(cluster: Cluster, headless: str = HEADLESS_SERVICE, se
     return frame
 
 
-def apply_headless(cluster: Cluster, namespace: str = "default", deployment: str = "nginx-hello") -> pd.DataFrame:
+def apply_headless(cluster: Cluster, namespace: str = NAMESPACE, deployment: str = "nginx-hello") -> pd.DataFrame:
     """Apply the headless Service (manifests/headless-svc.yaml, with the course's label) and wait
     until its EndpointSlices list as many ready addresses as `deployment` has ready pods; returns
     them (`kubectl get endpointslices -l kubernetes.io/service-name=nginx-headless`)."""
@@ -332,7 +339,7 @@ def _when(stamp: str | None) -> datetime | None:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
 
 
-def service_env(cluster: Cluster, pods: list[str] | None = None, namespace: str = "default") -> pd.DataFrame:
+def service_env(cluster: Cluster, pods: list[str] | None = None, namespace: str = NAMESPACE) -> pd.DataFrame:
     """Which `<SERVICE>_SERVICE_HOST/PORT` variables each pod holds, for every Service of its namespace.
 
     The kubelet writes them when a container starts, for the Services that exist then in the pod's

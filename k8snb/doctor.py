@@ -10,18 +10,19 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .errors import K8snbError
+from .learner import NAMESPACE, OTHER_SERVICE, SECOND_NAMESPACE
 
 #: (verb, group, resource, subresource, namespace or None for cluster scope, why the course needs it)
 PERMISSIONS = (
-    ("create", "apps", "deployments", "", "default", "apply nginx-hello and netshoot"),
-    ("patch", "apps", "deployments", "scale", "default", "scale nginx-hello"),
-    ("create", "", "services", "", "default", "apply nginx-svc"),
-    ("list", "", "pods", "", "default", "the pods table"),
-    ("delete", "", "pods", "", "default", "replace a pod and watch its IP change"),
-    ("create", "", "pods", "exec", "default", "curl and nslookup from netshoot"),
-    ("list", "discovery.k8s.io", "endpointslices", "", "default", "the endpoints table"),
-    ("create", "", "configmaps", "", "default", "the ConfigMap-fed client of notebook 01"),
-    ("create", "apps", "deployments", "", "nginx", "the Service nginx.nginx"),
+    ("create", "apps", "deployments", "", NAMESPACE, "apply nginx-hello and netshoot"),
+    ("patch", "apps", "deployments", "scale", NAMESPACE, "scale nginx-hello"),
+    ("create", "", "services", "", NAMESPACE, "apply nginx-svc"),
+    ("list", "", "pods", "", NAMESPACE, "the pods table"),
+    ("delete", "", "pods", "", NAMESPACE, "replace a pod and watch its IP change"),
+    ("create", "", "pods", "exec", NAMESPACE, "curl and nslookup from netshoot"),
+    ("list", "discovery.k8s.io", "endpointslices", "", NAMESPACE, "the endpoints table"),
+    ("create", "", "configmaps", "", NAMESPACE, "the ConfigMap-fed client of notebook 01"),
+    ("create", "apps", "deployments", "", SECOND_NAMESPACE, f"the Service {OTHER_SERVICE}"),
     ("list", "", "nodes", "", None, "node IPs and podCIDRs (tables still work without it)"),
 )
 #: Permissions whose absence degrades a table but does not stop the course.

@@ -13,6 +13,7 @@ import time
 import pandas as pd
 
 from . import cidr
+from .learner import NAMESPACE, OTHER_SERVICE
 from .cluster import Cluster
 from .course import CLIENT_VARIABLE, ask, client_env
 from .errors import InvalidInput, K8snbError, NotFound
@@ -91,7 +92,7 @@ def check_same_ip(prediction, change: pd.DataFrame) -> Verdict:
                     f"{change['ip'].iloc[1]}.")
 
 
-def check_client_target(cluster: Cluster, expected: str = "nginx.nginx", namespace: str = "default") -> Verdict:
+def check_client_target(cluster: Cluster, expected: str = OTHER_SERVICE, namespace: str = NAMESPACE) -> Verdict:
     """Exercise 01: the client now reads `expected` from its ConfigMap and that name answers."""
     try:
         env = client_env(cluster, namespace)
@@ -195,7 +196,7 @@ def _settled_endpoints(cluster: Cluster, svc: dict, namespace: str) -> list[dict
         time.sleep(0.5)
 
 
-def symptom(cluster: Cluster, service: str, namespace: str = "default") -> pd.DataFrame:
+def symptom(cluster: Cluster, service: str, namespace: str = NAMESPACE) -> pd.DataFrame:
     """What a learner sees of a Service, in one row: selector, targetPort, ready endpoints (address:port),
     whether a request answers and its reply, mode (`kubectl get svc,endpointslices`; curl from netshoot)."""
     svc = _service(cluster, service, namespace)
@@ -214,7 +215,7 @@ def symptom(cluster: Cluster, service: str, namespace: str = "default") -> pd.Da
                           "answered": answered, "reply": reply, "mode": mode}])
 
 
-def break_service(cluster: Cluster, service: str, namespace: str = "default") -> pd.DataFrame:
+def break_service(cluster: Cluster, service: str, namespace: str = NAMESPACE) -> pd.DataFrame:
     """Create one of the exercise's broken Services (nginx-typo: a selector matching no pod;
     nginx-wrongport: a targetPort no container listens on) as shipped, and show its symptom."""
     if service not in EXERCISE_SERVICES:
@@ -225,7 +226,7 @@ def break_service(cluster: Cluster, service: str, namespace: str = "default") ->
 
 
 def fix_service(cluster: Cluster, service: str, selector: dict | None = None, target_port: int | str | None = None,
-                namespace: str = "default") -> pd.DataFrame:
+                namespace: str = NAMESPACE) -> pd.DataFrame:
     """Apply the exercise's Service with the learner's selector and/or targetPort
     (`kubectl edit svc <service>`), and show its symptom again."""
     if service not in EXERCISE_SERVICES:
@@ -264,7 +265,7 @@ def _wait_fixed(cluster: Cluster, service: str, namespace: str) -> pd.DataFrame:
         time.sleep(1.0)
 
 
-def check_service_fixed(cluster: Cluster, service: str, namespace: str = "default") -> Verdict:
+def check_service_fixed(cluster: Cluster, service: str, namespace: str = NAMESPACE) -> Verdict:
     """Exercise 03: the broken Service now has ready endpoints and answers a request."""
     try:
         row = _wait_fixed(cluster, service, namespace).iloc[0]
@@ -286,7 +287,7 @@ def check_service_fixed(cluster: Cluster, service: str, namespace: str = "defaul
                                "jsonpath='{..containerPort}'`, then set the targetPort and run the fix cell again.")
 
 
-def check_node_port(cluster: Cluster, answer, namespace: str = "default") -> Verdict:
+def check_node_port(cluster: Cluster, answer, namespace: str = NAMESPACE) -> Verdict:
     """Exercise 04: create a NodePort Service on the learner's port (`nodePort: <answer>`); right
     when the API accepts it and a node answers on it. A port the API refuses (outside the NodePort
     range, or already allocated) is 'Not yet' with the API's own words."""
@@ -340,7 +341,7 @@ def check_affinity_prediction(answer, compare: pd.DataFrame) -> Verdict:
                             "there (for 3 hours by default).")
 
 
-def check_headless_prediction(cluster: Cluster, answer, replicas: int = 3, namespace: str = "default") -> Verdict:
+def check_headless_prediction(cluster: Cluster, answer, replicas: int = 3, namespace: str = NAMESPACE) -> Verdict:
     """Exercise 03: scale nginx-hello to `replicas`, apply the headless Service and wait for its
     endpoints, then count the addresses DNS returns for it, against the learner's prediction."""
     if _missing(answer):

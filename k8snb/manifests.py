@@ -6,7 +6,9 @@ Safety rules, the same on a throw-away lab and on a cluster that matters:
 - an existing object of the same name without that label belongs to somebody else: `apply` raises
   Conflict and leaves it untouched;
 - a namespace that already exists is used, never labelled or deleted; one the course creates is
-  labelled and is the only kind `cleanup` deletes.
+  labelled and is the only kind `cleanup` deletes;
+- what `k8snb classroom up` made for a learner (namespaces, account, bindings, quota) also carries
+  `k8snb.io/classroom`: a learner's cleanup empties their namespaces but leaves those to the teacher.
 Objects are applied with server-side apply (field manager `k8snb`), so re-running a cell converges.
 """
 from __future__ import annotations
@@ -20,14 +22,18 @@ import pandas as pd
 import yaml
 
 from .cluster import Cluster
+from .learner import NAMESPACE, SECOND_NAMESPACE
 from .errors import Conflict, Forbidden, InvalidInput, K8snbError, NotFound
 from .names import dns_label, dns_subdomain, replicas as check_replicas
 
 PART_OF = "app.kubernetes.io/part-of"
 COURSE = "k8snb"
 SELECTOR = f"{PART_OF}={COURSE}"
+#: On a namespace `k8snb classroom up` created for a learner (value: the learner): a learner's
+#: cleanup empties it but leaves it to the teacher.
+CLASSROOM = "k8snb.io/classroom"
 #: The article's namespaces: where the course's objects live unless a caller says otherwise.
-COURSE_NAMESPACES = ("default", "nginx")
+COURSE_NAMESPACES = (NAMESPACE, SECOND_NAMESPACE)
 #: Seconds to wait for a namespace the course deleted to finish terminating before re-creating it.
 NAMESPACE_TERMINATING_TIMEOUT = 60.0
 
@@ -43,6 +49,9 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
     "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
     "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
+    "ResourceQuota": ("/api/v1", "resourcequotas", True),
+    "LimitRange": ("/api/v1", "limitranges", True),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", True),
 }
 #: Order in which cleanup deletes (workloads before the Services that front them, namespaces last).
 CLEANUP_ORDER = ("Deployment", "Pod", "Service", "ConfigMap", "RoleBinding", "Role", "ServiceAccount",
@@ -159,7 +168,7 @@ def apply_all(cluster: Cluster, objs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def article(cluster: Cluster, namespace: str = "default", nginx_namespace: str = "nginx",
+def article(cluster: Cluster, namespace: str = NAMESPACE, nginx_namespace: str = SECOND_NAMESPACE,
             replicas: int = 1) -> pd.DataFrame:
     """Apply the article's objects: nginx-hello + nginx-svc + netshoot in `namespace`, and the
     `nginx` Service and Deployment in `nginx_namespace`."""
@@ -170,7 +179,7 @@ def article(cluster: Cluster, namespace: str = "default", nginx_namespace: str =
     return apply_all(cluster, objs)
 
 
-def scale(cluster: Cluster, deployment: str, replicas: int, namespace: str = "default") -> dict:
+def scale(cluster: Cluster, deployment: str, replicas: int, namespace: str = NAMESPACE) -> dict:
     """Set a course Deployment's replica count (0..50, checked before any API call)."""
     check_replicas(replicas)
     dns_label(deployment, "deployment name")
@@ -208,16 +217,32 @@ def cleanup(cluster: Cluster, namespaces: Sequence[str] | None = COURSE_NAMESPAC
                 continue  # a learner account: what it may not even list, it did not create
             for item in items:
                 m = item["metadata"]
+                if CLASSROOM in (m.get("labels") or {}):
+                    continue  # a classroom's account, binding or quota: `k8snb classroom down` removes it
                 obj = {"kind": kind, "metadata": {"name": m["name"], "namespace": m.get("namespace")}}
                 rows += _delete(cluster, obj, propagationPolicy="Background")
-    for item in cluster.api.list("/api/v1/namespaces", labelSelector=SELECTOR):
-        name = item["metadata"]["name"]
-        if namespaces and name not in namespaces:
-            continue
-        rows += _delete(cluster, {"kind": "Namespace", "metadata": {"name": name}})
+    for item in _course_namespaces(cluster, namespaces):
+        if CLASSROOM not in item["metadata"].get("labels", {}):  # the teacher's: `classroom down` removes it
+            rows += _delete(cluster, {"kind": "Namespace", "metadata": {"name": item["metadata"]["name"]}})
     if wait:
         _wait_gone(cluster, namespaces)
     return pd.DataFrame(rows, columns=["kind", "namespace", "name"])
+
+
+def _course_namespaces(cluster: Cluster, namespaces: Sequence[str] | None) -> list[dict]:
+    """The labelled namespaces among `namespaces` (all of the cluster's when None). Each is read by
+    name: a classroom learner may read their own namespaces but not list everybody's."""
+    if not namespaces:
+        return cluster.api.list("/api/v1/namespaces", labelSelector=SELECTOR)
+    found = []
+    for name in namespaces:
+        try:
+            item = cluster.api.exists(f"/api/v1/namespaces/{dns_label(name, 'namespace')}")
+        except Forbidden:
+            continue
+        if ours(item):
+            found.append(item)
+    return found
 
 
 def _delete(cluster: Cluster, obj: dict, **params) -> list[dict]:

@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 
 from .cluster import Cluster
+from .learner import NAMESPACE
 from .errors import Conflict, ExecFailed, Forbidden, K8snbError, NotFound, NotReadyInTime
 from .manifests import COURSE, PART_OF, ensure_namespace, ours
 from .names import dns_label, dns_subdomain
@@ -56,7 +57,7 @@ def node_pod_name(node: str) -> str:
     return name.replace(".", "-")
 
 
-def node_pod_manifest(node: str, namespace: str = "default") -> dict:
+def node_pod_manifest(node: str, namespace: str = NAMESPACE) -> dict:
     """The privileged, host-network pod that reads `node`'s tables (it only sleeps otherwise)."""
     dns_label(namespace, "namespace")
     return {
@@ -105,7 +106,7 @@ def _wait_gone(cluster: Cluster, path: str, deadline: float) -> None:
         time.sleep(0.5)
 
 
-def node_pod(cluster: Cluster, node: str, namespace: str = "default", timeout: float = NODE_POD_TIMEOUT) -> str:
+def node_pod(cluster: Cluster, node: str, namespace: str = NAMESPACE, timeout: float = NODE_POD_TIMEOUT) -> str:
     """The name of a ready node pod on `node`, created when missing. Bounded by `timeout`.
 
     Raises Forbidden (or K8snbError) with one line when the API server refuses the pod, NotReadyInTime
@@ -157,7 +158,7 @@ def _wait_ready(cluster: Cluster, namespace: str, name: str, deadline: float, ti
         _changed(cluster, path, min(left, 2.0), fieldSelector=f"metadata.name={name}", resourceVersion=version)
 
 
-def run_on_node(cluster: Cluster, node: str, argv: list[str], namespace: str = "default",
+def run_on_node(cluster: Cluster, node: str, argv: list[str], namespace: str = NAMESPACE,
                 timeout: float = NODE_EXEC_TIMEOUT) -> ExecResult:
     """Run `argv` (a list, no shell) on `node`, in the node's network namespace, through its node pod."""
     pod = node_pod(cluster, node, namespace)
@@ -188,7 +189,7 @@ class NatRules:
     via: str  # how the course got onto the node: 'pod <namespace>/<name>' ...
 
 
-def read_nat(cluster: Cluster, node: str, namespace: str = "default") -> NatRules | None:
+def read_nat(cluster: Cluster, node: str, namespace: str = NAMESPACE) -> NatRules | None:
     """kube-proxy's NAT rules on `node` (`iptables-*-save -t nat -c`), from the backend holding
     KUBE-SERVICES; None when no backend holds any (kube-proxy in nftables mode, or no kube-proxy).
 
@@ -259,7 +260,7 @@ def _look(cluster: Cluster, node: str, argv: list[str], namespace: str) -> str |
     return res.stdout if res.exit_code == 0 else ""
 
 
-def kube_proxy_mode(cluster: Cluster, node: str | None = None, namespace: str = "default",
+def kube_proxy_mode(cluster: Cluster, node: str | None = None, namespace: str = NAMESPACE,
                     nat: NatRules | None = None) -> tuple[str | None, str]:
     """(mode, how it was found): from the kube-proxy ConfigMap when readable, else from the rules on
     `node` (read through its node pod; `nat` is what `read_nat` found there). Mode None when neither
@@ -340,7 +341,7 @@ def conntrack_argv(dst: str, dport: int, src: str | None = None, sport: int | No
 
 
 def read_conntrack(cluster: Cluster, node: str, dst: str, dport: int, src: str | None = None,
-                   sport: int | None = None, namespace: str = "default") -> pd.DataFrame:
+                   sport: int | None = None, namespace: str = NAMESPACE) -> pd.DataFrame:
     """The conntrack entries on `node` for TCP connections to dst:dport (from src:sport when given)."""
     res = run_on_node(cluster, node, conntrack_argv(dst, dport, src, sport), namespace)
     if res.exit_code != 0:

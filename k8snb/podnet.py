@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .cluster import Cluster
+from .learner import NAMESPACE
 from .errors import NotReadyInTime
 from .probe import can_carry_traffic, exec_argv, pod_for
 from .traffic import parse_hello
@@ -110,7 +111,7 @@ def summary(row: dict) -> str:
     return f"Measured: {call}; the server saw {row['seen']}, not {row['client_ip']}: the source was translated."
 
 
-def pod_to_pod(cluster: Cluster, namespace: str = "default") -> pd.DataFrame:
+def pod_to_pod(cluster: Cluster, namespace: str = NAMESPACE) -> pd.DataFrame:
     """netshoot calls an nginx-hello pod on another node by its pod IP; one row with what the server saw.
 
     `kubectl exec deploy/netshoot -- curl -s http://<nginx pod IP>/` and the page's 'Client address'.

@@ -19,6 +19,7 @@ from kubernetes.stream import stream
 from websocket import WebSocketBadStatusException, WebSocketException
 
 from .cluster import Cluster
+from .learner import NAMESPACE
 from .errors import ExecFailed, Forbidden, InvalidInput, K8snbError, NotFound, NotReadyInTime
 from .names import dns_label, dns_subdomain
 
@@ -56,7 +57,7 @@ def can_carry_traffic(cluster: Cluster) -> bool:
     return cached
 
 
-def pod_for(cluster: Cluster, app: str, namespace: str = "default") -> str:
+def pod_for(cluster: Cluster, app: str, namespace: str = NAMESPACE) -> str:
     """The name of a Running, Ready pod labelled app=<app> (e.g. the netshoot client)."""
     dns_label(app, "app label")
     dns_label(namespace, "namespace")
@@ -73,7 +74,7 @@ def pod_for(cluster: Cluster, app: str, namespace: str = "default") -> str:
 DIAL_ATTEMPTS = 3
 
 
-def exec_argv(cluster: Cluster, pod: str, argv: list[str], namespace: str = "default",
+def exec_argv(cluster: Cluster, pod: str, argv: list[str], namespace: str = NAMESPACE,
               container: str | None = None, timeout: float = EXEC_TIMEOUT,
               stop: Callable[[], str | None] | None = None,
               on_stdout: Callable[[str], None] | None = None) -> ExecResult:
@@ -226,7 +227,7 @@ def parse_curl(url: str, exit_code: int, stdout: str, stderr: str) -> CurlResult
     return CurlResult(url, status is not None and status < 400, status, status_line, headers, body)
 
 
-def curl(cluster: Cluster, url: str, from_pod: str | None = None, namespace: str = "default",
+def curl(cluster: Cluster, url: str, from_pod: str | None = None, namespace: str = NAMESPACE,
          head: bool = False, timeout: float = 10.0) -> CurlResult:
     """`curl -i` (or `-I`) `url` from a client pod (default: the netshoot pod in `namespace`)."""
     _check_url(url)
@@ -276,7 +277,7 @@ def parse_nslookup(query: str, stdout: str, stderr: str = "") -> Lookup:
     return Lookup(query, server, name, tuple(addresses), not addresses and "can't find" in text.lower(), raw=text)
 
 
-def nslookup(cluster: Cluster, name: str, from_pod: str | None = None, namespace: str = "default",
+def nslookup(cluster: Cluster, name: str, from_pod: str | None = None, namespace: str = NAMESPACE,
              timeout: float = 15.0) -> Lookup:
     """`nslookup <name>` inside a client pod: which DNS server answered and what it said.
 
@@ -293,7 +294,7 @@ def search_path(namespace: str, domain: str = CLUSTER_DOMAIN) -> list[str]:
     return [f"{namespace}.svc.{domain}", f"svc.{domain}", domain]
 
 
-def resolve_modeled(cluster: Cluster, name: str, namespace: str = "default",
+def resolve_modeled(cluster: Cluster, name: str, namespace: str = NAMESPACE,
                     domain: str = CLUSTER_DOMAIN) -> Lookup:
     """What CoreDNS would answer a pod in `namespace` for `name`, computed from the API.
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from .cluster import Cluster
+from .learner import NAMESPACE
 from .errors import InvalidInput, LabError, NotFound, NotReadyInTime
 from .manifests import scale
 from .names import dns_label, replicas as check_replicas
@@ -22,7 +23,7 @@ from .wait import wait_deployment, wait_endpoints
 
 
 def scale_and_wait(cluster: Cluster, replicas: int, deployment: str = "nginx-hello", service: str = "nginx-svc",
-                   namespace: str = "default", timeout: float = 120.0) -> pd.DataFrame:
+                   namespace: str = NAMESPACE, timeout: float = 120.0) -> pd.DataFrame:
     """Scale, wait until the Service lists exactly `replicas` ready endpoints; return the endpoints."""
     check_replicas(replicas)
     scale(cluster, deployment, replicas, namespace)
@@ -135,7 +136,7 @@ def _endpoint_count(cluster: Cluster, service: str, namespace: str, replicas: in
 
 
 def sweep(cluster: Cluster, replica_counts: Iterable[int] = range(1, 6), n: int = 200,
-          deployment: str = "nginx-hello", service: str = "nginx-svc", namespace: str = "default",
+          deployment: str = "nginx-hello", service: str = "nginx-svc", namespace: str = NAMESPACE,
           seed: int | None = None) -> pd.DataFrame:
     """For each replica count: scale, wait for the endpoints, send `n` requests; one long frame
     (replicas, replica, count, share, p_value, mode) ready for `plot_sweep`."""
@@ -156,7 +157,7 @@ def sweep(cluster: Cluster, replica_counts: Iterable[int] = range(1, 6), n: int 
     return sweep_frame(results, expected)
 
 
-def replace_pod(cluster: Cluster, app: str = "nginx", namespace: str = "default", service: str = "nginx-svc",
+def replace_pod(cluster: Cluster, app: str = "nginx", namespace: str = NAMESPACE, service: str = "nginx-svc",
                 probes: int = 20, timeout: float = 120.0) -> pd.DataFrame:
     """Delete one pod behind `service`, keep requesting through the Service while the Deployment
     replaces it, and report old and new pod IPs and how many requests were answered.

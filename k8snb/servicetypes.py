@@ -13,6 +13,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .cidr import contains
+from .learner import NAMESPACE
 from .cluster import Cluster
 from .errors import NotFound, NotReadyInTime
 from .manifests import apply, load
@@ -33,7 +34,7 @@ SERVICE_REACH = {
                     "plus NodePort and ClusterIP",
 }
 
-def node_port(cluster: Cluster, service: str = "nginx-nodeport", namespace: str = "default") -> int:
+def node_port(cluster: Cluster, service: str = "nginx-nodeport", namespace: str = NAMESPACE) -> int:
     """The nodePort the API server allocated to the Service's first port."""
     svc = cluster.api.get(f"/api/v1/namespaces/{namespace}/services/{service}")
     port = (svc["spec"].get("ports") or [{}])[0].get("nodePort")
@@ -47,7 +48,7 @@ def node_port(cluster: Cluster, service: str = "nginx-nodeport", namespace: str 
 NODE_PORT_TIMEOUT = 60.0
 
 
-def node_port_reach(cluster: Cluster, service: str = "nginx-nodeport", namespace: str = "default",
+def node_port_reach(cluster: Cluster, service: str = "nginx-nodeport", namespace: str = NAMESPACE,
                     timeout: float = NODE_PORT_TIMEOUT) -> pd.DataFrame:
     """Ask every node's InternalIP at the Service's nodePort (curl -I from netshoot where pods
     carry traffic; otherwise the row says it was not measured). One row per node.
@@ -90,7 +91,7 @@ def node_port_reach(cluster: Cluster, service: str = "nginx-nodeport", namespace
     return pd.DataFrame(list(rows.values()), columns=["node", "url", "answered", "reply", "mode"])
 
 
-def external_ip(cluster: Cluster, service: str = "nginx-lb", namespace: str = "default",
+def external_ip(cluster: Cluster, service: str = "nginx-lb", namespace: str = NAMESPACE,
                 seconds: float = 10.0) -> str:
     """Watch a LoadBalancer Service for up to `seconds` and return its EXTERNAL-IP column
     ('<pending>' while no provider fills status.loadBalancer)."""
@@ -152,7 +153,7 @@ def load_balancer_decision(cluster: Cluster, opt_in: bool = False) -> LoadBalanc
 
 
 def service_types(cluster: Cluster, names: tuple[str, ...] = ("nginx-svc", "nginx-nodeport", "nginx-lb"),
-                  namespace: str = "default") -> pd.DataFrame:
+                  namespace: str = NAMESPACE) -> pd.DataFrame:
     """The course's three Services side by side, read live: type, ClusterIP, PORT(S), EXTERNAL-IP
     and who can reach them."""
     table = services(cluster, namespace)
@@ -228,7 +229,7 @@ def _whose(address: str | None, sent_from: str | None, nodes: list[tuple[str, st
     return "rewritten (SNAT)"
 
 
-def client_address_by_policy(cluster: Cluster, namespace: str = "default",
+def client_address_by_policy(cluster: Cluster, namespace: str = NAMESPACE,
                              timeout: float = NODE_PORT_TIMEOUT) -> pd.DataFrame:
     """Request every node's NodePort from this machine (outside the pod network), once for
     `externalTrafficPolicy: Cluster` (nginx-nodeport) and once for `Local` (nginx-nodeport-local), and

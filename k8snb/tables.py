@@ -18,6 +18,7 @@ import msgspec
 import pandas as pd
 
 from .cidr import contains, node_network
+from .learner import NAMESPACE, SECOND_NAMESPACE
 from .cluster import Cluster
 from .errors import Forbidden, NotFound
 from .names import dns_label
@@ -241,7 +242,7 @@ def _node_status(node: _Node) -> str:
 
 # --- tables ------------------------------------------------------------------------------------
 #: Where a cluster-wide list falls back to when the account may only read the course's namespaces.
-COURSE_NAMESPACES = ("default", "nginx")
+COURSE_NAMESPACES = (NAMESPACE, SECOND_NAMESPACE)
 
 
 def _scope(path: str, namespace: str | None) -> str:
@@ -408,7 +409,7 @@ def endpoint_records(cluster: Cluster, namespace: str, service: str) -> list[dic
     return sorted(rows, key=lambda r: (ipaddress.ip_address(r["address"]), r["port"] or 0))
 
 
-def endpoints(cluster: Cluster, service: str, namespace: str = "default") -> pd.DataFrame:
+def endpoints(cluster: Cluster, service: str, namespace: str = NAMESPACE) -> pd.DataFrame:
     """The endpoints behind `service` (service, address, port, ready, pod, node), from EndpointSlices."""
     return pd.DataFrame(endpoint_records(cluster, namespace, service),
                         columns=["service", "namespace", "address", "port", "port_name", "ready", "pod", "node"])

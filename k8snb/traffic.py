@@ -33,6 +33,7 @@ import pandas as pd
 from scipy.stats import chisquare
 
 from .errors import ExecFailed, InvalidInput, K8snbError, NotFound, SampleIncomplete
+from .learner import NAMESPACE
 
 REQUEST_COLUMNS = ("request", "server_address", "server_name", "pod", "node", "latency_ms", "ok", "mode")
 MODES = ("measured", "modeled")
@@ -373,7 +374,7 @@ def parse_curl_loop(stdout: str, endpoints: Sequence[Mapping] = ()) -> pd.DataFr
     return pd.DataFrame(rows, columns=[*REQUEST_COLUMNS, "new_connection", "error"])
 
 
-def sample(cluster, n: int = 100, service: str = "nginx-svc", namespace: str = "default",
+def sample(cluster, n: int = 100, service: str = "nginx-svc", namespace: str = NAMESPACE,
            from_pod: str | None = None, port: int = 80, fresh_connections: bool = True,
            modeled: bool | None = None, seed: int | None = None) -> pd.DataFrame:
     """Send `n` requests to `service` from a client pod and return one row per request.

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from .cluster import Cluster
+from .learner import NAMESPACE
 from .errors import Expired, NotFound, NotReadyInTime
 from .names import dns_label
 
@@ -37,6 +38,15 @@ class PodProblem:
 def _pod_ready(pod: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in pod.get("status", {}).get("conditions", []) or [])
+
+
+def replica_failure(deploy: dict) -> str:
+    """The Deployment's ReplicaFailure condition (its ReplicaSet could not create a pod: quota
+    exceeded, a forbidden pod spec), or '' when there is none."""
+    for cond in deploy.get("status", {}).get("conditions") or []:
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            return f"{cond.get('reason', 'FailedCreate')}: {cond.get('message', '')}".rstrip(": ")
+    return ""
 
 
 def pod_problem(pod: dict) -> PodProblem | None:
@@ -88,7 +98,7 @@ def _fail(cluster: Cluster, namespace: str, what: str, pods: list[dict], timeout
                           + (f"; last event: {event}" if event else "") + more)
 
 
-def wait_deployment(cluster: Cluster, name: str, namespace: str = "default",
+def wait_deployment(cluster: Cluster, name: str, namespace: str = NAMESPACE,
                     timeout: float = DEFAULT_TIMEOUT, progress: bool = True) -> list[dict]:
     """Wait until Deployment `name` has all replicas updated and ready and no old pods left.
 
@@ -124,6 +134,10 @@ def wait_deployment(cluster: Cluster, name: str, namespace: str = "default",
             fatal = [p for p in pods if (pp := pod_problem(p)) and pp.reason in FATAL_REASONS]
             if fatal:
                 raise _fail(cluster, namespace, f"Deployment {name}", fatal, None)
+            refused = replica_failure(deploy)
+            if refused:  # e.g. a classroom's ResourceQuota: no pod will come, however long we wait
+                raise NotReadyInTime(f"Deployment {namespace}/{name}: {len(ready)} of {want} pods ready, and the "
+                                     f"cluster refuses to create more: {refused}")
             left = deadline - time.monotonic()
             if left <= 0:
                 raise _fail(cluster, namespace, f"Deployment {name}", pods, timeout)
@@ -133,7 +147,7 @@ def wait_deployment(cluster: Cluster, name: str, namespace: str = "default",
         bar.close()
 
 
-def wait_endpoints(cluster: Cluster, service: str, namespace: str = "default", count: int | None = None,
+def wait_endpoints(cluster: Cluster, service: str, namespace: str = NAMESPACE, count: int | None = None,
                    timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
     """Wait until Service `service` has `count` ready endpoints (any, if None); return them."""
     from .tables import endpoint_records, service_selector
@@ -176,7 +190,7 @@ def _changed(cluster: Cluster, path: str, timeout: float, **params: str) -> bool
 ANSWER_TIMEOUT = 60.0
 
 
-def wait_answering(cluster: Cluster, url: str, namespace: str = "default", from_pod: str | None = None,
+def wait_answering(cluster: Cluster, url: str, namespace: str = NAMESPACE, from_pod: str | None = None,
                    timeout: float = ANSWER_TIMEOUT) -> None:
     """Until `url` answers from the client pod (curl, a new connection each time), at most `timeout` s.
 

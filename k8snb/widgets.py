@@ -10,6 +10,7 @@ import ipywidgets as w
 from IPython.display import display
 
 from .cluster import Cluster
+from .learner import NAMESPACE
 from .plots import plot_spread
 from .scaling import scale_and_wait
 from .traffic import sample, summarize
@@ -19,7 +20,7 @@ MAX_REPLICAS = 10
 
 
 def replica_explorer(cluster: Cluster, replicas: int = 3, n: int = 200, deployment: str = "nginx-hello",
-                     service: str = "nginx-svc", namespace: str = "default",
+                     service: str = "nginx-svc", namespace: str = NAMESPACE,
                      max_replicas: int = MAX_REPLICAS) -> w.VBox:
     """A replica slider plus 'Send requests': scale, wait for endpoints, send `n` requests, plot."""
     slider = w.IntSlider(value=replicas, min=1, max=max_replicas, description="replicas",

@@ -1,0 +1,395 @@
+"""`k8snb classroom up|down|status`: one shared cluster for a whole class, one pair of namespaces
+per learner, and nothing a learner can see or break of another's.
+
+Built from standard parts only, the way Zero to JupyterHub sets up users:
+- two namespaces per learner, `k8snb-<learner>` (the article's main one) and `k8snb-<learner>-nginx`
+  (the cross-namespace lesson), each labelled `k8snb.io/classroom=<learner>` and Pod Security
+  `baseline` (no privileged pod, no host network: a learner's pods cannot reach into a node);
+- a ServiceAccount `k8snb-learner` bound in both namespaces to the course's learner ClusterRole
+  (manifests/learner-rbac.yaml), plus cluster-wide reads of nodes and the Service range only;
+- a ResourceQuota and a LimitRange per namespace, sized from the course's measured needs;
+- a NetworkPolicy per namespace admitting traffic only from the learner's own namespaces (and the
+  hub's proxy to the learner's JupyterLab). RBAC does not stop one pod from calling another's
+  Service; the policy does, where the cluster's network plugin enforces policies;
+- a kubeconfig per learner with a TokenRequest token (short-lived: the cluster may shorten it).
+`down` deletes exactly what carries the classroom label: namespaces, ClusterRoleBindings and the
+classroom's ClusterRoles; `status` says what exists, what each learner uses, and whether the
+network plugin enforces the policy (measured between two learners when it can be).
+"""
+from __future__ import annotations
+
+import base64
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .cluster import Cluster
+from .errors import Conflict, Forbidden, InvalidInput, K8snbError, NotReadyInTime
+from .manifests import CLASSROOM, COURSE, PART_OF, apply, load, ours
+from .names import dns_label
+
+LEARNER_ACCOUNT = "k8snb-learner"
+#: The rules of manifests/learner-rbac.yaml's ClusterRole k8snb-learner, under a name of the classroom's
+#: own: `down` deletes it without touching a single learner's setup on the same cluster.
+LEARNER_ROLE = "k8snb-classroom-learner"
+READ_ROLE = "k8snb-classroom-read"
+NAMESPACE_PREFIX = "k8snb-"
+SECOND_SUFFIX = "-nginx"
+#: Longest learner name: `k8snb-<name>-nginx` must stay a 63-character DNS label.
+MAX_NAME = 63 - len(NAMESPACE_PREFIX) - len(SECOND_SUFFIX)
+#: Labels JupyterHub's KubeSpawner puts on a learner's server pod (the same as Zero to JupyterHub's).
+SERVER_POD_LABELS = {"component": "singleuser-server"}
+SERVER_PORT = 8888
+#: A token's default lifetime: one class day. The API server may shorten it
+#: (--service-account-max-token-expiration); the kubeconfig says what it got.
+TOKEN_SECONDS = 8 * 3600
+DOWN_TIMEOUT = 180.0
+
+
+@dataclass(frozen=True)
+class Quota:
+    """What one learner may use in each of their namespaces.
+
+    The pod count follows the course: notebook 03's replica slider goes to 10 nginx-hello pods
+    (widgets.MAX_REPLICAS), beside netshoot, notebook 01's client and the learner's JupyterLab, plus
+    one surge pod of a rolling update: 14. A learner who scales to 50 is stopped there, with the
+    quota's message. CPU and memory are sized from the footprint measured on the lab (README,
+    "Teaching a class"); the LimitRange gives the article's pods, which request nothing, a small
+    request so that the quota can count them.
+    """
+
+    pods: int = 14
+    requests_cpu: str = "1"
+    requests_memory: str = "2Gi"
+    limits_cpu: str = "4"
+    limits_memory: str = "4Gi"
+    #: LimitRange defaults for a container that says nothing (the article's manifests say nothing).
+    default_request_cpu: str = "10m"
+    default_request_memory: str = "32Mi"
+    default_limit_cpu: str = "500m"
+    default_limit_memory: str = "256Mi"
+
+
+@dataclass(frozen=True)
+class Learner:
+    name: str
+
+    @property
+    def namespace(self) -> str:
+        return f"{NAMESPACE_PREFIX}{self.name}"
+
+    @property
+    def second_namespace(self) -> str:
+        return f"{NAMESPACE_PREFIX}{self.name}{SECOND_SUFFIX}"
+
+    @property
+    def namespaces(self) -> tuple[str, str]:
+        return self.namespace, self.second_namespace
+
+    def environment(self) -> dict[str, str]:
+        """What the learner's kernel needs in its environment (k8snb.learner reads it)."""
+        return {"K8SNB_NAMESPACE": self.namespace, "K8SNB_SECOND_NAMESPACE": self.second_namespace}
+
+
+def learners(names: list[str] | None = None, count: int | None = None) -> list[Learner]:
+    """Learners from explicit names (a file's lines) or `count` numbered ones (learner-01 ...)."""
+    if names is None:
+        if not count or count < 1:
+            raise InvalidInput("give --learners N (N >= 1) or --names FILE")
+        width = max(2, len(str(count)))
+        names = [f"learner-{i:0{width}d}" for i in range(1, count + 1)]
+    result = []
+    for raw in names:
+        name = dns_label(raw.strip(), "learner name")
+        if len(name) > MAX_NAME:
+            raise InvalidInput(f"learner name {name!r} is longer than {MAX_NAME} characters "
+                               f"(its namespace {NAMESPACE_PREFIX}{name}{SECOND_SUFFIX} must fit in 63)")
+        result.append(Learner(name))
+    if not result:
+        raise InvalidInput("no learners: the names file lists none")
+    if len({x.name for x in result}) != len(result):
+        raise InvalidInput("learner names repeat: each learner needs a name of their own")
+    return result
+
+
+def names_from_file(path: str | Path) -> list[str]:
+    """One learner name per line; blank lines and # comments are skipped."""
+    lines = Path(path).read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _labels(learner: Learner) -> dict:
+    return {PART_OF: COURSE, CLASSROOM: learner.name}
+
+
+def _meta(name: str, learner: Learner, namespace: str | None = None) -> dict:
+    meta = {"name": name, "labels": _labels(learner)}
+    if namespace:
+        meta["namespace"] = namespace
+    return meta
+
+
+def read_role() -> dict:
+    """The classroom's only cluster-wide reads: nodes (the tables' node IPs and podCIDRs) and the
+    Service range. Not namespaces, not DaemonSets: those would list other learners' names."""
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": READ_ROLE, "labels": {PART_OF: COURSE, CLASSROOM: "shared"}},
+            "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+                      {"apiGroups": ["networking.k8s.io"], "resources": ["servicecidrs"], "verbs": ["get", "list"]}]}
+
+
+def learner_role() -> dict:
+    """The course's learner ClusterRole (manifests/learner-rbac.yaml), renamed for the classroom."""
+    role = next(d for d in load("learner-rbac") if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "k8snb-learner")
+    role["metadata"] = {"name": LEARNER_ROLE, "labels": {PART_OF: COURSE, CLASSROOM: "shared"}}
+    return role
+
+
+def network_policy(learner: Learner, namespace: str) -> dict:
+    """Ingress only from the learner's own namespaces, plus the hub's proxy to the JupyterLab port
+    of the learner's server pod (the proxy runs outside every namespace)."""
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": _meta("k8snb-own-namespaces", learner, namespace),
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [
+                {"from": [{"namespaceSelector": {"matchLabels": {CLASSROOM: learner.name}}}]},
+                {"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": SERVER_PORT, "protocol": "TCP"}]},
+            ]}}
+
+
+def learner_objects(learner: Learner, quota: Quota = Quota()) -> list[dict]:
+    """Everything `up` creates for one learner, namespaces first."""
+    objs: list[dict] = []
+    for ns in learner.namespaces:
+        objs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": ns, "labels": {**_labels(learner), "pod-security.kubernetes.io/enforce": "baseline"}}})
+    objs.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(LEARNER_ACCOUNT, learner, learner.namespace)})
+    subject = {"kind": "ServiceAccount", "name": LEARNER_ACCOUNT, "namespace": learner.namespace}
+    for ns in learner.namespaces:
+        objs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                     "metadata": _meta(LEARNER_ROLE, learner, ns),
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": LEARNER_ROLE},
+                     "subjects": [subject]})
+        objs.append({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": _meta("k8snb-learner", learner, ns),
+                     "spec": {"hard": {"pods": str(quota.pods), "requests.cpu": quota.requests_cpu,
+                                       "requests.memory": quota.requests_memory, "limits.cpu": quota.limits_cpu,
+                                       "limits.memory": quota.limits_memory, "services.loadbalancers": "1",
+                                       "services.nodeports": "3"}}})
+        objs.append({"apiVersion": "v1", "kind": "LimitRange", "metadata": _meta("k8snb-learner", learner, ns),
+                     "spec": {"limits": [{"type": "Container",
+                                          "defaultRequest": {"cpu": quota.default_request_cpu,
+                                                             "memory": quota.default_request_memory},
+                                          "default": {"cpu": quota.default_limit_cpu,
+                                                      "memory": quota.default_limit_memory}}]}})
+        objs.append(network_policy(learner, ns))
+    objs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                 "metadata": _meta(f"{READ_ROLE}-{learner.name}", learner),
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": READ_ROLE},
+                 "subjects": [subject]})
+    return objs
+
+
+def _ensure_classroom_namespace(cluster: Cluster, obj: dict) -> None:
+    """Create a learner's namespace, or accept it if a previous `up` made it for the same learner.
+    A namespace of that name made by anybody else is refused, never adopted."""
+    name = obj["metadata"]["name"]
+    existing = cluster.api.exists(f"/api/v1/namespaces/{name}")
+    if existing is None:
+        cluster.api.request("POST", "/api/v1/namespaces", body=obj)
+        return
+    labels = existing["metadata"].get("labels") or {}
+    if not ours(existing) or labels.get(CLASSROOM) != obj["metadata"]["labels"][CLASSROOM]:
+        raise Conflict(f"namespace {name} already exists and was not created by `k8snb classroom up` for "
+                       f"learner {obj['metadata']['labels'][CLASSROOM]}; it was left untouched. Pick another "
+                       "learner name, or remove the namespace yourself.")
+    if existing.get("status", {}).get("phase") == "Terminating":
+        raise K8snbError(f"namespace {name} is still being deleted (a recent `classroom down`); wait and run up again")
+
+
+def _up_one(cluster: Cluster, learner: Learner, quota: Quota) -> None:
+    for obj in learner_objects(learner, quota):
+        if obj["kind"] == "Namespace":
+            _ensure_classroom_namespace(cluster, obj)
+        else:
+            apply(cluster, obj)
+
+
+def up(cluster: Cluster, group: list[Learner], quota: Quota = Quota(), workers: int = 8) -> pd.DataFrame:
+    """Create (or converge) every learner's namespaces, account, bindings, quota and policy.
+    One row per learner: namespaces and seconds taken. Safe to re-run."""
+    for role in (learner_role(), read_role()):
+        apply(cluster, role)
+
+    def one(learner: Learner) -> dict:
+        started = time.monotonic()
+        _up_one(cluster, learner, quota)
+        return {"learner": learner.name, "namespace": learner.namespace,
+                "second_namespace": learner.second_namespace, "seconds": round(time.monotonic() - started, 2)}
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        rows = list(pool.map(one, group))
+    return pd.DataFrame(rows)
+
+
+def token(cluster: Cluster, learner: Learner, seconds: int = TOKEN_SECONDS) -> tuple[str, str]:
+    """A TokenRequest token for the learner's account: (token, expirationTimestamp)."""
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": int(seconds)}}
+    got = cluster.api.request(
+        "POST", f"/api/v1/namespaces/{learner.namespace}/serviceaccounts/{LEARNER_ACCOUNT}/token", body=body).json()
+    return got["status"]["token"], got["status"]["expirationTimestamp"]
+
+
+def _ca_data(cluster: Cluster) -> str | None:
+    cfg = cluster.api.client.configuration
+    if cfg.ssl_ca_cert and Path(cfg.ssl_ca_cert).exists():
+        return base64.b64encode(Path(cfg.ssl_ca_cert).read_bytes()).decode()
+    return None
+
+
+def kubeconfig(cluster: Cluster, learner: Learner, bearer: str, server: str | None = None) -> dict:
+    """A kubeconfig for one learner: the teacher's API server and CA, the learner's token, and the
+    learner's main namespace as the context's default (so kubectl's commands in the notebooks work)."""
+    entry: dict = {"server": server or cluster.server}
+    ca = _ca_data(cluster)
+    if ca:
+        entry["certificate-authority-data"] = ca
+    name = f"k8snb-{learner.name}"
+    return {"apiVersion": "v1", "kind": "Config", "current-context": name,
+            "clusters": [{"name": cluster.context or "k8snb", "cluster": entry}],
+            "users": [{"name": name, "user": {"token": bearer}}],
+            "contexts": [{"name": name, "context": {"cluster": cluster.context or "k8snb", "user": name,
+                                                    "namespace": learner.namespace}}]}
+
+
+def write_kubeconfigs(cluster: Cluster, group: list[Learner], directory: str | Path,
+                      seconds: int = TOKEN_SECONDS) -> pd.DataFrame:
+    """One `<learner>.kubeconfig` (mode 0600, in a 0700 directory) and one `<learner>.env` (the
+    namespaces for the kernel) per learner. Rows: learner, file, token expiry."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    os.chmod(out, 0o700)
+    rows = []
+    for learner in group:
+        bearer, expires = token(cluster, learner, seconds)
+        path = out / f"{learner.name}.kubeconfig"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(kubeconfig(cluster, learner, bearer), f, sort_keys=False)
+        env = out / f"{learner.name}.env"
+        env.write_text("".join(f"{k}={v}\n" for k, v in learner.environment().items()))
+        rows.append({"learner": learner.name, "kubeconfig": str(path), "expires": expires})
+    return pd.DataFrame(rows)
+
+
+def classroom_namespaces(cluster: Cluster) -> list[dict]:
+    """The namespaces `up` created (any learner), by label."""
+    return [ns for ns in cluster.api.list("/api/v1/namespaces", labelSelector=f"{PART_OF}={COURSE},{CLASSROOM}")]
+
+
+def down(cluster: Cluster, timeout: float = DOWN_TIMEOUT) -> pd.DataFrame:
+    """Delete every learner's namespaces (and so everything in them), the classroom's
+    ClusterRoleBindings and ClusterRoles; wait until the namespaces are gone. Rows: what was deleted."""
+    selector = f"{PART_OF}={COURSE},{CLASSROOM}"
+    rows = []
+    for ns in classroom_namespaces(cluster):
+        name = ns["metadata"]["name"]
+        if cluster.api.delete(f"/api/v1/namespaces/{name}"):
+            rows.append({"kind": "Namespace", "name": name})
+    for plural, kind in (("clusterrolebindings", "ClusterRoleBinding"), ("clusterroles", "ClusterRole")):
+        path = f"/apis/rbac.authorization.k8s.io/v1/{plural}"
+        for item in cluster.api.list(path, labelSelector=selector):
+            if cluster.api.delete(f"{path}/{item['metadata']['name']}"):
+                rows.append({"kind": kind, "name": item["metadata"]["name"]})
+    deadline = time.monotonic() + timeout
+    while (left := classroom_namespaces(cluster)):
+        if time.monotonic() > deadline:
+            raise NotReadyInTime(f"{len(left)} classroom namespace(s) still terminating after {timeout:.0f} s "
+                                 f"(first: {left[0]['metadata']['name']}); run `k8snb classroom down` again later")
+        time.sleep(1.0)
+    return pd.DataFrame(rows, columns=["kind", "name"])
+
+
+def status(cluster: Cluster) -> pd.DataFrame:
+    """One row per learner: namespaces present, pods, quota used of hard, policy present."""
+    by_learner: dict[str, list[dict]] = {}
+    for ns in classroom_namespaces(cluster):
+        by_learner.setdefault(ns["metadata"]["labels"][CLASSROOM], []).append(ns)
+    rows = []
+    for name in sorted(by_learner):
+        learner = Learner(name)
+        used = hard = 0
+        policies = 0
+        for ns in learner.namespaces:
+            try:
+                quota = cluster.api.exists(f"/api/v1/namespaces/{ns}/resourcequotas/k8snb-learner") or {}
+                policies += bool(cluster.api.exists(
+                    f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/k8snb-own-namespaces"))
+            except Forbidden:
+                quota = {}
+            used += int(quota.get("status", {}).get("used", {}).get("pods", 0) or 0)
+            hard += int(quota.get("spec", {}).get("hard", {}).get("pods", 0) or 0)
+        rows.append({"learner": name, "namespaces": ", ".join(sorted(n["metadata"]["name"] for n in by_learner[name])),
+                     "pods": used, "pods_quota": hard, "network_policies": policies})
+    return pd.DataFrame(rows, columns=["learner", "namespaces", "pods", "pods_quota", "network_policies"])
+
+
+# --- what a class costs, and whether the policy holds -----------------------------------------------
+def footprint(cluster: Cluster, namespaces: list[str] | tuple[str, ...]) -> pd.DataFrame:
+    """Pods, CPU and memory in `namespaces` right now, from each node's kubelet (the Summary API
+    behind `kubectl top`: GET /api/v1/nodes/<node>/proxy/stats/summary). One row per namespace:
+    pods, cpu_millicores, memory_mib. Needs the teacher's rights (nodes/proxy); nodes that do not
+    answer (simulated ones) are listed in attrs['missing']."""
+    wanted = set(namespaces)
+    totals = {ns: {"namespace": ns, "pods": 0, "cpu_millicores": 0.0, "memory_mib": 0.0} for ns in namespaces}
+    missing = []
+    for node in cluster.api.list("/api/v1/nodes"):
+        name = node["metadata"]["name"]
+        try:
+            summary = cluster.api.get(f"/api/v1/nodes/{name}/proxy/stats/summary", deadline=time.monotonic() + 15)
+        except K8snbError:
+            missing.append(name)
+            continue
+        for pod in summary.get("pods") or []:
+            ns = pod.get("podRef", {}).get("namespace")
+            if ns not in wanted:
+                continue
+            row = totals[ns]
+            row["pods"] += 1
+            row["cpu_millicores"] += ((pod.get("cpu") or {}).get("usageNanoCores") or 0) / 1e6
+            row["memory_mib"] += ((pod.get("memory") or {}).get("workingSetBytes") or 0) / 2**20
+    frame = pd.DataFrame(list(totals.values()), columns=["namespace", "pods", "cpu_millicores", "memory_mib"])
+    frame.attrs["missing"] = missing
+    return frame
+
+
+def capacity(peak_cpu_millicores: float, peak_memory_mib: float, node_cpu_cores: float, node_memory_gib: float,
+             reserved: float = 0.25) -> int:
+    """Learners per node from one learner's measured peak: the node's CPU and memory, less a share
+    `reserved` for the system and the kubelet, divided by the peak; whichever runs out first."""
+    usable = 1.0 - reserved
+    by_cpu = node_cpu_cores * 1000 * usable / max(peak_cpu_millicores, 1.0)
+    by_memory = node_memory_gib * 1024 * usable / max(peak_memory_mib, 1.0)
+    return int(min(by_cpu, by_memory))
+
+
+def policy_enforced(cluster: Cluster, source: Learner, target: Learner) -> tuple[bool, str]:
+    """Measure whether the network plugin enforces the classroom's NetworkPolicy: from `source`'s
+    netshoot, request `target`'s nginx-svc (both must have the article's objects). (enforced, sentence)."""
+    from .probe import curl
+
+    url = f"nginx-svc.{target.namespace}"
+    own = curl(cluster, "nginx-svc", namespace=target.namespace, head=True, timeout=5)
+    if not own.ok:  # otherwise a refusal below would say nothing about the policy
+        raise K8snbError(f"{target.name}'s nginx-svc does not answer even in its own namespace "
+                         f"({own.error or own.status_line}); apply the article there first")
+    got = curl(cluster, url, namespace=source.namespace, head=True, timeout=5)
+    if got.ok:
+        return False, (f"not enforced (measured): {source.name}'s pod reached {url} ({got.status_line}); this "
+                       "cluster's network plugin ignores NetworkPolicy, so only RBAC separates the learners")
+    return True, (f"enforced (measured): {source.name}'s pod could not reach {url} "
+                  f"({got.error or got.status_line}); each learner's Services answer only their own namespaces")

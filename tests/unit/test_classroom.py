@@ -1,0 +1,77 @@
+"""The classroom's pure parts: learners' names and namespaces, the objects `up` creates, capacity."""
+from __future__ import annotations
+
+import pytest
+
+from k8snb import classroom, learner
+from k8snb.errors import InvalidInput
+from k8snb.manifests import CLASSROOM, KINDS, PART_OF
+from k8snb.wait import replica_failure
+
+
+def test_a_learner_alone_works_in_default_and_nginx():
+    assert learner.namespaces({}) == ("default", "nginx")
+    assert learner.namespaces({"K8SNB_NAMESPACE": "k8snb-ana", "K8SNB_SECOND_NAMESPACE": "k8snb-ana-nginx"}) == \
+        ("k8snb-ana", "k8snb-ana-nginx")
+
+
+@pytest.mark.parametrize("env", [{"K8SNB_NAMESPACE": "Bad_Name"}, {"K8SNB_NAMESPACE": "x", "K8SNB_SECOND_NAMESPACE": "x"}])
+def test_bad_learner_namespaces_are_refused(env):
+    with pytest.raises(InvalidInput):
+        learner.namespaces(env)
+
+
+def test_numbered_and_named_learners(tmp_path):
+    assert [x.name for x in classroom.learners(count=3)] == ["learner-01", "learner-02", "learner-03"]
+    assert classroom.learners(count=100)[-1].name == "learner-100"
+    names = tmp_path / "class.txt"
+    names.write_text("# class 2B\nana\n\nbo\n")
+    group = classroom.learners(classroom.names_from_file(names))
+    assert [(x.namespace, x.second_namespace) for x in group] == [("k8snb-ana", "k8snb-ana-nginx"),
+                                                                  ("k8snb-bo", "k8snb-bo-nginx")]
+    assert group[0].environment() == {"K8SNB_NAMESPACE": "k8snb-ana", "K8SNB_SECOND_NAMESPACE": "k8snb-ana-nginx"}
+
+
+@pytest.mark.parametrize("names", [["ana", "ana"], ["Ana"], ["x" * (classroom.MAX_NAME + 1)], []])
+def test_bad_learner_lists_are_refused(names):
+    with pytest.raises(InvalidInput):
+        classroom.learners(names, count=None)
+
+
+def test_every_object_of_a_learner_is_labelled_and_kept_to_their_namespaces():
+    ana = classroom.Learner("ana")
+    objs = classroom.learner_objects(ana)
+    kinds = [o["kind"] for o in objs]
+    assert kinds.count("Namespace") == 2 and kinds.count("ResourceQuota") == 2 and kinds.count("NetworkPolicy") == 2
+    assert all(o["kind"] in KINDS for o in objs)
+    for o in objs:
+        labels = o["metadata"]["labels"]
+        assert labels[PART_OF] == "k8snb" and labels[CLASSROOM] == "ana"
+        assert o["metadata"].get("namespace", ana.namespace) in ana.namespaces
+    policy = next(o for o in objs if o["kind"] == "NetworkPolicy")
+    assert policy["spec"]["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {CLASSROOM: "ana"}}}]
+    quota = next(o for o in objs if o["kind"] == "ResourceQuota")
+    assert int(quota["spec"]["hard"]["pods"]) < 50  # scaling to 50 is stopped
+    binding = next(o for o in objs if o["kind"] == "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == classroom.READ_ROLE
+    assert classroom.read_role()["rules"][0]["resources"] == ["nodes"]  # no namespaces, no DaemonSets
+
+
+def test_the_classroom_role_is_the_learner_role_under_its_own_name():
+    role = classroom.learner_role()
+    assert role["metadata"]["name"] == classroom.LEARNER_ROLE != "k8snb-learner"
+    assert {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]} in role["rules"]
+
+
+def test_capacity_is_whichever_runs_out_first():
+    # 4 cores and 16 GiB, 25% reserved: 3000m / 100m = 30 by CPU, 12288 MiB / 1024 MiB = 12 by memory.
+    assert classroom.capacity(100, 1024, 4, 16) == 12
+    assert classroom.capacity(1000, 10, 4, 16) == 3
+
+
+def test_a_quota_refusal_is_read_from_the_deployment():
+    deploy = {"status": {"conditions": [{"type": "Available", "status": "True"},
+                                        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                                         "message": 'pods "x" is forbidden: exceeded quota: k8snb-learner'}]}}
+    assert replica_failure(deploy).startswith("FailedCreate: pods \"x\" is forbidden: exceeded quota")
+    assert replica_failure({"status": {}}) == ""
