@@ -393,3 +393,33 @@ def policy_enforced(cluster: Cluster, source: Learner, target: Learner) -> tuple
                        "cluster's network plugin ignores NetworkPolicy, so only RBAC separates the learners")
     return True, (f"enforced (measured): {source.name}'s pod could not reach {url} "
                   f"({got.error or got.status_line}); each learner's Services answer only their own namespaces")
+
+
+#: What the common network plugins do with a NetworkPolicy (when the classroom cannot measure it).
+POLICY_SUPPORT = {
+    "kindnet": "enforced (kind v0.24 and later: kube-network-policies in kindnetd)",
+    "calico": "enforced", "cilium": "enforced", "antrea": "enforced", "weave": "enforced",
+    "flannel": "NOT enforced (flannel has no policy engine; add Calico, as Canal does)",
+    "aws-node": "enforced only with the VPC CNI's network policy agent on (enableNetworkPolicy=true)",
+    "bridge": "NOT enforced (the lab's bridge plugin has no policy engine)",
+}
+
+
+def policy_line(cluster: Cluster) -> str:
+    """Whether the NetworkPolicy holds here: measured between two learners that have the article's
+    objects, otherwise what the cluster's network plugin is known to do (said as such)."""
+    from .network import cni_plugin
+    from .probe import can_carry_traffic
+
+    ready = []
+    for name in sorted({ns["metadata"]["labels"][CLASSROOM] for ns in classroom_namespaces(cluster)}):
+        learner = Learner(name)
+        if cluster.api.exists(f"/api/v1/namespaces/{learner.namespace}/services/nginx-svc") and \
+                cluster.api.list(f"/api/v1/namespaces/{learner.namespace}/pods", labelSelector="app=netshoot"):
+            ready.append(learner)
+    if len(ready) >= 2 and can_carry_traffic(cluster):
+        return "NetworkPolicy: " + policy_enforced(cluster, ready[0], ready[1])[1]
+    cni = cni_plugin(cluster)
+    known = next((v for k, v in POLICY_SUPPORT.items() if k in cni.lower()), "unknown for this network plugin")
+    return (f"NetworkPolicy: {known} (network plugin: {cni}; not measured: that needs two learners with the "
+            "article's objects)")

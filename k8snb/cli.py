@@ -108,18 +108,33 @@ def _classroom(args: argparse.Namespace) -> int:
         group = classroom.learners(names, args.learners)
         made = classroom.up(cluster, group)
         print(made.to_string(index=False))
+        if args.hub:
+            from .lab import hub
+
+            print("\n".join(hub.start([x.name for x in group]).lines()))
         out = args.kubeconfigs or os.path.expanduser("~/.kube/k8snb-classroom")
         files = classroom.write_kubeconfigs(cluster, group, out, seconds=int(args.token_hours * 3600))
         print(f"k8snb classroom: {len(group)} learner(s) ready on {cluster.describe()}; "
               f"kubeconfigs (tokens until {files['expires'].min()}) in {out}")
         return 0
     if args.action == "down":
+        from .lab import hub
+
+        if hub.running():
+            hub.stop()
+            print("k8snb classroom: JupyterHub and its proxy stopped")
         removed = classroom.down(cluster)
         print(removed.to_string(index=False) if len(removed) else "k8snb classroom: nothing to remove")
         return 0
     if args.action == "status":
+        from .lab import hub
+
         table = classroom.status(cluster)
         print(table.to_string(index=False) if len(table) else "k8snb classroom: no learners on this cluster")
+        if len(table):
+            print(classroom.policy_line(cluster))
+        running = hub.running()
+        print("\n".join(running.lines()) if running else "JupyterHub: not running here")
         return 0 if len(table) else 3
     raise AssertionError(args.action)
 
@@ -176,6 +191,8 @@ def parser() -> argparse.ArgumentParser:
                     "(default ~/.kube/k8snb-classroom)")
     cr.add_argument("--token-hours", type=float, default=8.0, help="lifetime asked for each learner's token "
                     "(the cluster may shorten it; default 8)")
+    cr.add_argument("--hub", action="store_true", help="also start JupyterHub (KubeSpawner) for them on the lab "
+                    "with real nodes; on another cluster use Zero to JupyterHub (README)")
     cr.add_argument("--context")
     cr.set_defaults(func=_classroom)
 

@@ -242,13 +242,23 @@ def build(r: Recipe, b: Binaries | None, log) -> BuiltImage:
             target = root / r.binary_dir.lstrip("/") / r.binary
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(b[r.binary], target)
-        # /dev, /proc and /sys are provided by the runtime; their debootstrap contents are not image data.
-        _run(["tar", "-C", str(root), "--numeric-owner", "--exclude=./dev/*", "--exclude=./proc/*",
-              "--exclude=./sys/*", "-cf", str(out / "layer.tar"), "."], "writing the image layer")
+        package(root, out, r)
+    log(f"k8snb lab: built image {r.ref} in {time.monotonic() - started:.0f} s")
+    return BuiltImage(r, out)
+
+
+def package(root: Path, out: Path, r: Recipe, env: tuple[str, ...] = (PATH_ENV,), user: str = "",
+            workdir: str = "") -> None:
+    """Write `root` as the image's single layer, its config and its manifest into `out` (the
+    manifest last: its presence marks a complete image)."""
+    # /dev, /proc and /sys are provided by the runtime; their debootstrap contents are not image data.
+    _run(["tar", "-C", str(root), "--numeric-owner", "--exclude=./dev/*", "--exclude=./proc/*",
+          "--exclude=./sys/*", "-cf", str(out / "layer.tar"), "."], "writing the image layer")
     layer = _digest_file(out / "layer.tar")
     config = {"architecture": "amd64", "os": "linux",
-              "config": {"Env": [PATH_ENV], **({"Entrypoint": list(r.entrypoint)} if r.entrypoint else {}),
+              "config": {"Env": list(env), **({"Entrypoint": list(r.entrypoint)} if r.entrypoint else {}),
                          **({"Cmd": list(r.cmd)} if r.cmd else {}),
+                         **({"User": user} if user else {}), **({"WorkingDir": workdir} if workdir else {}),
                          **({"ExposedPorts": {p: {} for p in r.exposed}} if r.exposed else {})},
               "rootfs": {"type": "layers", "diff_ids": [layer]},
               "history": [{"created_by": f"k8snb lab image recipe {r.ref}"}]}
@@ -259,8 +269,6 @@ def build(r: Recipe, b: Binaries | None, log) -> BuiltImage:
                 "layers": [{"mediaType": LAYER_TYPE, "digest": layer, "size": (out / "layer.tar").stat().st_size}]}
     (out / "manifest.json.tmp").write_text(json.dumps(manifest))
     (out / "manifest.json.tmp").replace(out / "manifest.json")
-    log(f"k8snb lab: built image {r.ref} in {time.monotonic() - started:.0f} s")
-    return BuiltImage(r, out)
 
 
 def registry_config(state: Path, listen: Path | str, read_only: bool) -> Path:

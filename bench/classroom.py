@@ -1,0 +1,106 @@
+"""Figure: a class of 100 on one cluster. On a private lab with simulated nodes (kwok), time
+`classroom up` for 100 learners, the article's objects in every learner's namespaces, and the
+course's table calls made with one learner's own credentials while all 100 exist, against the same
+calls when that learner is alone on the cluster; then `classroom down`.
+
+Run alone: `python bench/classroom.py [learners]`. It starts and stops its own lab (own state
+directory and ports), so it never touches the course's lab.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+LEARNERS = 100
+PORT, ETCD_PORT = 7043, 12979
+REPEATS = 5
+
+
+def _connect(kubeconfig: str):
+    import k8snb
+
+    previous = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = kubeconfig
+    try:
+        return k8snb.connect(quiet=True)
+    finally:
+        if previous is None:
+            os.environ.pop("KUBECONFIG")
+        else:
+            os.environ["KUBECONFIG"] = previous
+
+
+def _tables(cluster, learner) -> float:
+    """Median seconds of one round of the course's table calls, as `learner` (pods and Services of
+    their namespaces, nginx-svc's endpoints, the nodes)."""
+    import k8snb
+
+    times = []
+    for _ in range(REPEATS):
+        t = time.perf_counter()
+        for ns in learner.namespaces:
+            k8snb.pods(cluster, ns)
+            k8snb.services(cluster, ns)
+        k8snb.endpoints(cluster, "nginx-svc", learner.namespace)
+        k8snb.nodes(cluster)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main(learners: int = LEARNERS) -> list[dict]:
+    import k8snb
+    from k8snb import classroom
+
+    state = tempfile.mkdtemp(prefix="k8snb-bench-classroom-")
+    env = dict(os.environ, K8SNB_STATE=state)
+    cli = [sys.executable, "-m", "k8snb.cli", "lab"]
+    subprocess.run([*cli, "up", "--nodes", "kwok", "--port", str(PORT), "--etcd-port", str(ETCD_PORT)],
+                   env=env, check=True, capture_output=True, timeout=300)
+    try:
+        teacher = _connect(str(Path(state) / "lab" / "kubeconfig"))
+        group = classroom.learners(count=learners)
+        first = group[0]
+
+        def article(learner) -> None:
+            k8snb.article(teacher, namespace=learner.namespace, nginx_namespace=learner.second_namespace)
+
+        classroom.up(teacher, [first])
+        article(first)
+        files = classroom.write_kubeconfigs(teacher, [first], Path(state) / "kubeconfigs", seconds=3600)
+        mine = _connect(files["kubeconfig"][0])
+        alone = _tables(mine, first)
+        t = time.perf_counter()
+        classroom.up(teacher, group)
+        up_s = time.perf_counter() - t
+        t = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(article, group[1:]))
+        article_s = time.perf_counter() - t
+        crowded = _tables(mine, first)
+        t = time.perf_counter()
+        classroom.down(teacher, timeout=600)
+        down_s = time.perf_counter() - t
+    finally:
+        subprocess.run([*cli, "down"], env=env, capture_output=True, timeout=120)
+    return [
+        {"figure": f"classroom up, {learners} learners (2 namespaces, account, bindings, quota, limits, policy each; "
+                   "simulated lab)", "ours_s": round(up_s, 2), "target": "< 60", "met": up_s < 60,
+         "note": f"then the article's objects in all {learners} learners' namespaces: {article_s:.1f} s; "
+                 f"classroom down (namespaces gone): {down_s:.1f} s"},
+        {"figure": f"course's table calls as one learner, {learners} learners on the cluster",
+         "ours_s": round(crowded, 3), "alternative": "the same calls, the learner alone", "alt_s": round(alone, 3),
+         "ratio": round(crowded / alone, 2), "target": "<= 2", "met": crowded / alone <= 2,
+         "note": "pods and services of both namespaces, nginx-svc's endpoints, nodes (median of 5)"},
+    ]
+
+
+if __name__ == "__main__":
+    for row in main(*[int(a) for a in sys.argv[1:2]]):
+        print(json.dumps(row))
