@@ -248,9 +248,11 @@ Kubernetes {html.escape(cluster.version)} ({html.escape(cluster.flavor)}). Traff
 
 
 def build_handouts(output: str | os.PathLike = "handouts", notebooks: list[str] | None = None,
-                   context: str | None = None) -> Path:
+                   context: str | None = None, keep_executed: bool = False) -> Path:
     """Execute the notebooks (default: every notebooks/*.ipynb) and write HTML handouts plus an
-    index.html into `output`; return the index's path. Prints each notebook's run time.
+    index.html into `output`; return the index's path. Prints each notebook's run time. With
+    `keep_executed`, each executed notebook is also written there as `<name>.ipynb` (what the
+    handout was exported from: the tests read its outputs instead of executing it again).
 
     Raises K8snbError naming the notebooks that failed (their handouts are still written, with the
     error in the output, so the failure can be read).
@@ -282,6 +284,10 @@ def build_handouts(output: str | os.PathLike = "handouts", notebooks: list[str] 
         for path in paths:
             nb, seconds, error = execute(path, env)
             drop_closed_widgets(nb)
+            if keep_executed:
+                import nbformat
+
+                nbformat.write(nb, out / path.name)
             nb.cells.insert(0, _header_cell(cluster, mode, seconds, when))
             body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": path.stem}})
             target = out / f"{path.stem}.html"

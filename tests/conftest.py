@@ -47,6 +47,20 @@ def cluster():
 
 
 @pytest.fixture(scope="session")
+def executed(cluster, tmp_path_factory):
+    """Every notebook executed once per session, exported as a handout and kept as `<name>.ipynb`:
+    (folder, index.html, the build's error or ''). The notebook tests read these outputs and the
+    browser tests open these handouts, instead of each executing all five again."""
+    from k8snb import handouts
+
+    out = tmp_path_factory.mktemp("executed")
+    try:
+        return out, handouts.build_handouts(output=out, keep_executed=True), ""
+    except K8snbError as exc:  # a failed notebook: its test reads the error from its outputs
+        return out, out / "index.html", str(exc)
+
+
+@pytest.fixture(scope="session")
 def real_nodes(cluster) -> bool:
     return k8snb.can_carry_traffic(cluster)
 

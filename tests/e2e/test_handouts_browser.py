@@ -10,7 +10,6 @@ import labtools
 import pytest
 
 import k8snb
-from k8snb import handouts
 
 pytestmark = pytest.mark.cluster
 
@@ -23,10 +22,10 @@ WITH_SLIDER = "03_services_discovery_and_load_balancing"
 
 
 @pytest.fixture(scope="module")
-def built(cluster, tmp_path_factory):
+def built(cluster, executed):
     labtools.require_chromium(CHROMIUM)
-    out = tmp_path_factory.mktemp("handouts")
-    index = handouts.build_handouts(output=out)
+    out, index, error = executed
+    assert not error, error
     return out, index
 
 

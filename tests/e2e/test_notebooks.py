@@ -1,4 +1,6 @@
-"""Every course notebook runs top to bottom on the current cluster (KUBECONFIG or the lab).
+"""Every course notebook runs top to bottom on the current cluster (KUBECONFIG or the lab): the
+outputs checked are those of the session's handout build (tests/conftest.py `executed`), which
+executes each notebook once per suite for these tests and the browser tests alike.
 
 Run: `KUBECONFIG=$(k8snb lab kubeconfig) pytest tests/e2e/test_notebooks.py -m cluster -s`.
 On a cluster whose pods cannot carry traffic (the lab's kwok nodes) the notebooks run in modeled
@@ -7,7 +9,6 @@ mode and must say so; on real nodes they measure and must say that instead.
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -24,14 +25,6 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.i
 CDN = re.compile(r"""(src|href)=["']https?://""")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    try:
-        return k8snb.connect(quiet=True)
-    except k8snb.K8snbError as exc:
-        pytest.skip(f"no cluster: {exc}")
-
-
 def _text(nb) -> str:
     parts = []
     for cell in nb.cells:
@@ -46,12 +39,9 @@ def test_there_are_five_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(path, cluster):
-    nb = nbformat.read(path, as_version=4)
-    started = time.monotonic()
-    handouts.run_notebook(nb, path)
-    seconds = time.monotonic() - started
-    print(f"{path.name}: {seconds:.1f} s")
+def test_notebook_runs_top_to_bottom(path, cluster, executed):
+    """The notebook as the session's handout build executed it (conftest.executed: once per suite)."""
+    nb = nbformat.read(executed[0] / path.name, as_version=4)
     errors = [out for cell in nb.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
     assert not errors, errors[0].get("ename", "") + ": " + errors[0].get("evalue", "")
     text = _text(nb)
@@ -98,16 +88,11 @@ def test_notebooks_converge_when_run_twice(cluster):
     k8snb.cleanup(cluster)
 
 
-def test_handout_is_offline(tmp_path, cluster):
+def test_handout_is_offline(executed, cluster):
     """A handout loads nothing from the network: scripts are local, MathJax is left out."""
-    try:
-        index = handouts.build_handouts(output=tmp_path, notebooks=[str(NOTEBOOKS[0])])
-    except k8snb.K8snbError as exc:
-        if "npm" in str(exc):
-            pytest.skip(str(exc))
-        raise
-    page = (tmp_path / f"{NOTEBOOKS[0].stem}.html").read_text()
+    out, index, _ = executed
+    page = (out / f"{NOTEBOOKS[0].stem}.html").read_text()
     assert index.exists() and NOTEBOOKS[0].stem in index.read_text()
     assert not CDN.findall(page), CDN.findall(page)[:3]
-    assert (tmp_path / handouts.STATIC / "require.js").exists()
+    assert (out / handouts.STATIC / "require.js").exists()
     assert cluster.context in page and cluster.version in page

@@ -75,3 +75,44 @@ def test_a_quota_refusal_is_read_from_the_deployment():
                                          "message": 'pods "x" is forbidden: exceeded quota: k8snb-learner'}]}}
     assert replica_failure(deploy).startswith("FailedCreate: pods \"x\" is forbidden: exceeded quota")
     assert replica_failure({"status": {}}) == ""
+
+
+class _Config(dict):
+    """What a jupyterhub_config.py sets: c.Class.trait = value, recorded as {'Class': {'trait': value}}."""
+
+    def __getattr__(self, name):
+        return self.setdefault(name, _Section())
+
+
+class _Section(dict):
+    def __setattr__(self, name, value):
+        self[name] = value
+
+
+def test_the_zero_to_jupyterhub_values_match_the_labs_hub(tmp_path):
+    import yaml
+    from importlib import resources
+
+    from k8snb.lab import hub, singleuser
+
+    for name in ("proxy-token", "learner-password", "teacher-token"):
+        (tmp_path / name).write_text("secret\n")
+    lab = _Config()
+    exec(hub.config(tmp_path, f"{singleuser.REPOSITORY}:abc", ["ana", "bo"], "172.29.0.1"), {"c": lab})  # noqa: S102
+    values = yaml.safe_load(resources.files("k8snb").joinpath("manifests", "z2jh-values.yaml").read_text())
+    spawner, single = values["hub"]["config"]["KubeSpawner"], values["singleuser"]
+    assert lab["JupyterHub"]["authenticator_class"] == values["hub"]["config"]["JupyterHub"]["authenticator_class"]
+    assert lab["KubeSpawner"]["enable_user_namespaces"] is spawner["enable_user_namespaces"] is True
+    assert lab["KubeSpawner"]["user_namespace_template"] == spawner["user_namespace_template"] == \
+        classroom.NAMESPACE_PREFIX + "{username}"
+    assert lab["KubeSpawner"]["service_account"] == single["serviceAccountName"] == classroom.LEARNER_ACCOUNT
+    assert lab["KubeSpawner"]["environment"] == single["extraEnv"]
+    assert lab["KubeSpawner"]["image"].split(":")[0] == single["image"]["name"] == singleuser.REPOSITORY
+    assert lab["KubeSpawner"]["cmd"] == [single["cmd"]]
+    assert (lab["KubeSpawner"]["uid"], lab["KubeSpawner"]["fs_gid"]) == (single["uid"], single["fsGid"])
+    assert lab["KubeSpawner"]["default_url"] == single["defaultUrl"]
+    assert lab["Authenticator"]["allowed_users"] == {"ana", "bo"}
+    # Learners' namespaces as the classroom names them, and as k8snb.learner reads them.
+    ana = classroom.Learner("ana")
+    rendered = {k: v.replace("{username}", "ana") for k, v in single["extraEnv"].items()}
+    assert rendered == ana.environment() and learner.namespaces(rendered) == ana.namespaces
