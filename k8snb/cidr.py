@@ -64,6 +64,7 @@ CNI_DAEMONSETS: tuple[tuple[str, str], ...] = (
     ("kube-router", "kube-router"),
     ("antrea-agent", "Antrea"),
     ("ovnkube-node", "OVN-Kubernetes"),
+    ("k8snb-routes", "k8snb-routes (the course's offline kind network: ptp and routes, as kindnet without its image)"),
 )
 UNKNOWN_CNI = "unknown (no known CNI DaemonSet in kube-system)"
 

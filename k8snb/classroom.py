@@ -30,7 +30,7 @@ import yaml
 
 from .cluster import Cluster
 from .errors import Conflict, Forbidden, InvalidInput, K8snbError, NotReadyInTime
-from .manifests import CLASSROOM, COURSE, PART_OF, apply, load, ours
+from .manifests import CLASSROOM, COURSE, NAMESPACE_TERMINATING_TIMEOUT, PART_OF, apply, load, ours
 from .names import dns_label
 
 LEARNER_ACCOUNT = "k8snb-learner"
@@ -193,11 +193,17 @@ def learner_objects(learner: Learner, quota: Quota = Quota()) -> list[dict]:
     return objs
 
 
-def _ensure_classroom_namespace(cluster: Cluster, obj: dict) -> None:
-    """Create a learner's namespace, or accept it if a previous `up` made it for the same learner.
-    A namespace of that name made by anybody else is refused, never adopted."""
+def _ensure_classroom_namespace(cluster: Cluster, obj: dict, timeout: float = NAMESPACE_TERMINATING_TIMEOUT) -> None:
+    """Create a learner's namespace, or accept it if a previous `up` made it for the same learner;
+    one still being deleted (a recent `down`) is waited for, then made again. A namespace of that
+    name made by anybody else is refused, never adopted."""
     name = obj["metadata"]["name"]
-    existing = cluster.api.exists(f"/api/v1/namespaces/{name}")
+    deadline = time.monotonic() + timeout
+    while (existing := cluster.api.exists(f"/api/v1/namespaces/{name}")) is not None \
+            and existing.get("status", {}).get("phase") == "Terminating":
+        if time.monotonic() > deadline:
+            raise K8snbError(f"namespace {name} is still being deleted after {timeout:.0f} s; run up again later")
+        time.sleep(1.0)
     if existing is None:
         cluster.api.request("POST", "/api/v1/namespaces", body=obj)
         return
@@ -206,8 +212,6 @@ def _ensure_classroom_namespace(cluster: Cluster, obj: dict) -> None:
         raise Conflict(f"namespace {name} already exists and was not created by `k8snb classroom up` for "
                        f"learner {obj['metadata']['labels'][CLASSROOM]}; it was left untouched. Pick another "
                        "learner name, or remove the namespace yourself.")
-    if existing.get("status", {}).get("phase") == "Terminating":
-        raise K8snbError(f"namespace {name} is still being deleted (a recent `classroom down`); wait and run up again")
 
 
 def _up_one(cluster: Cluster, learner: Learner, quota: Quota) -> None:
@@ -397,6 +401,8 @@ def policy_enforced(cluster: Cluster, source: Learner, target: Learner) -> tuple
 
 #: What the common network plugins do with a NetworkPolicy (when the classroom cannot measure it).
 POLICY_SUPPORT = {
+    "k8snb-routes": "NOT enforced (the course's offline kind network has no policy engine; kind's own kindnet "
+                    "enforces it since kind v0.24)",
     "kindnet": "enforced (kind v0.24 and later: kube-network-policies in kindnetd)",
     "calico": "enforced", "cilium": "enforced", "antrea": "enforced", "weave": "enforced",
     "flannel": "NOT enforced (flannel has no policy engine; add Calico, as Canal does)",

@@ -248,7 +248,8 @@ def _down(quiet: bool = False) -> bool:
         _log(f"k8snb lab: stopping {proc.name} (pid {proc.pid}), which had no readable pidfile")
         processes.stop_proc(proc)
         ran = True
-    steps.remove(state, "run")
+    # "hub": a classroom's JupyterHub database and secrets (its processes were stopped above).
+    steps.remove(state, "run", "hub")
     if not quiet:
         _log("k8snb lab: stopped" if ran else "k8snb lab: was not running")
     return ran

@@ -57,6 +57,11 @@ def test_three_nodes_ready_with_the_pod_network_and_coredns_running(engine):
         phases[key].append(p["status"]["phase"])
     assert phases["k8snb-routes"] == ["Running"] * 3, phases
     assert phases["kube-dns"] and set(phases["kube-dns"]) == {"Running"}, phases
+    # The pod network is the cluster's, not the course's: a course cleanup (label part-of=k8snb,
+    # even cluster-wide) never selects any of its objects.
+    selected = kubectl("get", "daemonsets,serviceaccounts,configmaps,clusterroles,clusterrolebindings", "-A",
+                       "-l", "app.kubernetes.io/part-of=k8snb", "-o", "name")
+    assert "k8snb-routes" not in selected, selected
 
 
 def test_kube_proxy_programs_iptables_on_the_node(engine):

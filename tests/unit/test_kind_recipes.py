@@ -25,7 +25,9 @@ def test_cluster_config_adds_only_what_offline_needs(monkeypatch):
 
 def test_the_pod_network_runs_everywhere_from_an_image_the_lab_builds():
     docs = [d for d in yaml.safe_load_all((RECIPES / "default-cni.yaml").read_text()) if d]
-    assert all(d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "k8snb" for d in docs)
+    # The cluster's own network, not the course's objects: a course cleanup must never remove it.
+    assert all(d["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "k8snb" for d in docs)
+    assert not any("app.kubernetes.io/part-of" in d["metadata"]["labels"] for d in docs)
     ds = next(d for d in docs if d["kind"] == "DaemonSet")["spec"]["template"]["spec"]
     assert ds["hostNetwork"] is True and ds["tolerations"] == [{"operator": "Exists"}]
     built = {f"docker.io/{r.repository}:{r.tag}" for r in images.recipes("v0")}
