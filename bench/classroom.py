@@ -24,20 +24,6 @@ PORT, ETCD_PORT = 7043, 12979
 REPEATS = 5
 
 
-def _connect(kubeconfig: str):
-    import k8snb
-
-    previous = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = kubeconfig
-    try:
-        return k8snb.connect(quiet=True)
-    finally:
-        if previous is None:
-            os.environ.pop("KUBECONFIG")
-        else:
-            os.environ["KUBECONFIG"] = previous
-
-
 def _tables(cluster, learner) -> dict[str, float]:
     """Median seconds of each of the course's table calls, made as `learner` (pods and Services of
     their namespaces, nginx-svc's endpoints, the nodes), and of one round of all of them."""
@@ -82,7 +68,7 @@ def main(learners: int = LEARNERS) -> list[dict]:
     subprocess.run([*cli, "up", "--nodes", "kwok", "--port", str(PORT), "--etcd-port", str(ETCD_PORT)],
                    env=env, check=True, capture_output=True, timeout=300)
     try:
-        teacher = _connect(str(Path(state) / "lab" / "kubeconfig"))
+        teacher = k8snb.connect(quiet=True, kubeconfig=str(Path(state) / "lab" / "kubeconfig"))
         group = classroom.learners(count=learners)
         first = group[0]
 
@@ -92,7 +78,7 @@ def main(learners: int = LEARNERS) -> list[dict]:
         classroom.up(teacher, [first])
         article(first)
         files = classroom.write_kubeconfigs(teacher, [first], Path(state) / "kubeconfigs", seconds=3600)
-        mine = _connect(files["kubeconfig"][0])
+        mine = k8snb.connect(quiet=True, kubeconfig=files["kubeconfig"][0])
         alone = _tables(mine, first)
         t = time.perf_counter()
         classroom.up(teacher, group)

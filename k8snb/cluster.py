@@ -107,8 +107,10 @@ def _in_cluster() -> tuple[ApiClient, str, None]:
     return ApiClient(cfg), "in-cluster", None
 
 
-def _load(context: str | None) -> tuple[ApiClient, str, str | None]:
-    files = _kubeconfig_files()
+def _load(context: str | None, kubeconfig: str | None = None) -> tuple[ApiClient, str, str | None]:
+    if kubeconfig and not os.path.exists(kubeconfig):
+        raise NotReachable(f"no kubeconfig at {kubeconfig}")
+    files = [kubeconfig] if kubeconfig else _kubeconfig_files()
     if not files and not context and os.environ.get("KUBERNETES_SERVICE_HOST"):
         try:
             return _in_cluster()
@@ -169,14 +171,15 @@ def _flavor(context: str, server: str, version: dict, node_hints: dict) -> str:
     return "other"
 
 
-def connect(context: str | None = None, quiet: bool = False) -> Cluster:
+def connect(context: str | None = None, quiet: bool = False, kubeconfig: str | None = None) -> Cluster:
     """Connect to `context` (or the current one); print once which cluster the course talks to.
+    `kubeconfig` reads that file instead of KUBECONFIG's (a classroom learner's, for the teacher).
 
     Raises NotReachable within CONNECT_BUDGET seconds when there is no kubeconfig, the context is
     unknown, or the API server does not answer, each with the fix in the message.
     """
     started = time.monotonic()
-    client, name, path = _load(context)
+    client, name, path = _load(context, kubeconfig)
     api = Api(client, name)
     version = api.get("/version")
     hints: dict = {}

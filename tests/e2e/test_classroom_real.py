@@ -20,7 +20,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,20 +56,6 @@ def room(teacher, tmp_path_factory):
         yield group, dict(zip(files["learner"], files["kubeconfig"]))
     finally:
         classroom.down(teacher)
-
-
-@contextmanager
-def credentials(path: str):
-    """KUBECONFIG pointed at one learner's file for the duration (connect() reads it)."""
-    old = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = path
-    try:
-        yield k8snb.connect(quiet=True)
-    finally:
-        if old is None:
-            os.environ.pop("KUBECONFIG", None)
-        else:
-            os.environ["KUBECONFIG"] = old
 
 
 def test_up_made_every_learner_their_objects(teacher, room):
@@ -122,22 +107,22 @@ def test_a_learner_cannot_read_or_break_another_learners_work(teacher, room):
     k8snb.article(teacher, namespace=b.namespace, nginx_namespace=b.second_namespace)
     theirs = _objects(teacher, b)
     assert len(theirs) >= 4
-    with credentials(files[a.name]) as mine:
-        for path in (f"/api/v1/namespaces/{b.namespace}/pods", f"/api/v1/namespaces/{b.namespace}/services",
-                     f"/api/v1/namespaces/{b.second_namespace}/configmaps", "/api/v1/pods", "/api/v1/namespaces"):
-            with pytest.raises(k8snb.Forbidden, match="forbidden: .*Ask the cluster's admin"):
-                mine.api.list(path)
-        with pytest.raises(k8snb.Forbidden):
-            mine.api.get(f"/api/v1/namespaces/{b.namespace}/services/nginx-svc")
-        with pytest.raises(k8snb.Forbidden):
-            mine.api.delete(f"/apis/apps/v1/namespaces/{b.namespace}/deployments/nginx-hello")
-        with pytest.raises(k8snb.Forbidden):
-            k8snb.scale(mine, "nginx-hello", 3, namespace=b.namespace)
-        # A's own cleanup, and a cleanup aimed at B's namespaces, leave B's objects as they were.
-        k8snb.article(mine, namespace=a.namespace, nginx_namespace=a.second_namespace)
-        mine_removed = k8snb.cleanup(mine, namespaces=a.namespaces)
-        assert {r for r in mine_removed["namespace"]} <= set(a.namespaces)
-        k8snb.cleanup(mine, namespaces=b.namespaces, wait=False)
+    mine = k8snb.connect(quiet=True, kubeconfig=files[a.name])
+    for path in (f"/api/v1/namespaces/{b.namespace}/pods", f"/api/v1/namespaces/{b.namespace}/services",
+                 f"/api/v1/namespaces/{b.second_namespace}/configmaps", "/api/v1/pods", "/api/v1/namespaces"):
+        with pytest.raises(k8snb.Forbidden, match="forbidden: .*Ask the cluster's admin"):
+            mine.api.list(path)
+    with pytest.raises(k8snb.Forbidden):
+        mine.api.get(f"/api/v1/namespaces/{b.namespace}/services/nginx-svc")
+    with pytest.raises(k8snb.Forbidden):
+        mine.api.delete(f"/apis/apps/v1/namespaces/{b.namespace}/deployments/nginx-hello")
+    with pytest.raises(k8snb.Forbidden):
+        k8snb.scale(mine, "nginx-hello", 3, namespace=b.namespace)
+    # A's own cleanup, and a cleanup aimed at B's namespaces, leave B's objects as they were.
+    k8snb.article(mine, namespace=a.namespace, nginx_namespace=a.second_namespace)
+    mine_removed = k8snb.cleanup(mine, namespaces=a.namespaces)
+    assert set(mine_removed["namespace"]) <= set(a.namespaces)
+    k8snb.cleanup(mine, namespaces=b.namespaces, wait=False)
     for path, uid in theirs.items():
         got = teacher.api.exists(path)
         assert got and got["metadata"]["uid"] == uid, f"{path} of {b.name} was touched"
@@ -150,14 +135,14 @@ def test_a_learner_cannot_read_or_break_another_learners_work(teacher, room):
 def test_the_quota_stops_a_learner_who_scales_to_50(teacher, room):
     group, files = room
     a = group[2]
-    with credentials(files[a.name]) as mine:
-        k8snb.article(mine, namespace=a.namespace, nginx_namespace=a.second_namespace)
-        k8snb.scale(mine, "nginx-hello", 50, namespace=a.namespace)
-        with pytest.raises(k8snb.NotReadyInTime, match="refuses to create more: .*exceeded quota"):
-            k8snb.wait_deployment(mine, "nginx-hello", a.namespace, timeout=120, progress=False)
-        pods = mine.api.list(f"/api/v1/namespaces/{a.namespace}/pods")
-        assert len(pods) <= classroom.Quota().pods
-        k8snb.cleanup(mine, namespaces=a.namespaces)
+    mine = k8snb.connect(quiet=True, kubeconfig=files[a.name])
+    k8snb.article(mine, namespace=a.namespace, nginx_namespace=a.second_namespace)
+    k8snb.scale(mine, "nginx-hello", 50, namespace=a.namespace)
+    with pytest.raises(k8snb.NotReadyInTime, match="refuses to create more: .*exceeded quota"):
+        k8snb.wait_deployment(mine, "nginx-hello", a.namespace, timeout=120, progress=False)
+    pods = mine.api.list(f"/api/v1/namespaces/{a.namespace}/pods")
+    assert len(pods) <= classroom.Quota().pods
+    k8snb.cleanup(mine, namespaces=a.namespaces)
 
 
 def _watch(teacher, namespaces, seen: dict, peaks: dict, stop: threading.Event) -> None:

@@ -72,3 +72,9 @@ def test_a_stopped_lab_does_not_hide_the_in_cluster_error(fake_pod, monkeypatch)
     monkeypatch.setattr(k8snb.lab, "status", lambda: LabStatus(False, None, [], str(lab / "kubeconfig"), str(lab)))
     with pytest.raises(NotReachable, match="service-account token"):
         cluster_mod._load(None)
+
+
+def test_an_explicit_kubeconfig_that_does_not_exist_is_one_clear_error(tmp_path):
+    missing = tmp_path / "learner-01.kubeconfig"
+    with pytest.raises(NotReachable, match=f"no kubeconfig at {missing}"):
+        k8snb.connect(kubeconfig=str(missing))
