@@ -23,8 +23,8 @@ import pandas as pd
 
 from . import nodeview
 from .cluster import Cluster
-from .errors import NotFound
-from .manifests import KINDS, SELECTOR, apply, article, load
+from .errors import Forbidden, NotFound
+from .manifests import COURSE_NAMESPACES, KINDS, SELECTOR, apply, article, labelled_namespaces, load
 from .names import dns_label, dns_subdomain
 from .probe import can_carry_traffic, curl, exec_argv, nslookup, pod_for, resolve_modeled
 from .tables import endpoint_records
@@ -111,8 +111,14 @@ def course_objects(cluster: Cluster) -> pd.DataFrame:
     """The objects labelled part-of=k8snb that exist on the cluster right now (kind, namespace, name)."""
     rows = []
     for kind in ("Namespace", "Deployment", "Service", "ConfigMap", "Pod"):
-        prefix, plural, _ = KINDS[kind]
-        for item in cluster.api.list(f"{prefix}/{plural}", labelSelector=SELECTOR):
+        prefix, plural, namespaced = KINDS[kind]
+        try:
+            items = cluster.api.list(f"{prefix}/{plural}", labelSelector=SELECTOR)
+        except Forbidden:  # a classroom learner: their own namespaces only
+            items = ([i for ns in COURSE_NAMESPACES
+                      for i in cluster.api.list(f"{prefix}/namespaces/{ns}/{plural}", labelSelector=SELECTOR)]
+                     if namespaced else labelled_namespaces(cluster, COURSE_NAMESPACES))
+        for item in items:
             meta = item["metadata"]
             rows.append({"kind": kind, "namespace": meta.get("namespace", ""), "name": meta["name"]})
     return pd.DataFrame(rows, columns=["kind", "namespace", "name"])

@@ -74,9 +74,13 @@ FILES = {
 
 
 def load(name: str, namespace: str | None = None) -> list[dict]:
-    """The objects of one shipped manifest, moved to `namespace` when given."""
+    """The objects of one shipped manifest, moved to `namespace`; by default to the learner's own
+    (k8snb.learner: `default` and, for nginx-namespace, `nginx` for a learner alone, as shipped).
+    learner-rbac, which spans namespaces on purpose, moves only when asked."""
     if name not in FILES:
         raise InvalidInput(f"unknown manifest {name!r}; shipped: {', '.join(FILES)}")
+    if namespace is None and name != "learner-rbac":
+        namespace = SECOND_NAMESPACE if name == "nginx-namespace" else NAMESPACE
     text = resources.files("k8snb").joinpath("manifests", FILES[name]).read_text()
     docs = [d for d in yaml.safe_load_all(text) if d]
     if namespace:
@@ -221,7 +225,7 @@ def cleanup(cluster: Cluster, namespaces: Sequence[str] | None = COURSE_NAMESPAC
                     continue  # a classroom's account, binding or quota: `k8snb classroom down` removes it
                 obj = {"kind": kind, "metadata": {"name": m["name"], "namespace": m.get("namespace")}}
                 rows += _delete(cluster, obj, propagationPolicy="Background")
-    for item in _course_namespaces(cluster, namespaces):
+    for item in labelled_namespaces(cluster, namespaces):
         if CLASSROOM not in item["metadata"].get("labels", {}):  # the teacher's: `classroom down` removes it
             rows += _delete(cluster, {"kind": "Namespace", "metadata": {"name": item["metadata"]["name"]}})
     if wait:
@@ -229,7 +233,7 @@ def cleanup(cluster: Cluster, namespaces: Sequence[str] | None = COURSE_NAMESPAC
     return pd.DataFrame(rows, columns=["kind", "namespace", "name"])
 
 
-def _course_namespaces(cluster: Cluster, namespaces: Sequence[str] | None) -> list[dict]:
+def labelled_namespaces(cluster: Cluster, namespaces: Sequence[str] | None) -> list[dict]:
     """The labelled namespaces among `namespaces` (all of the cluster's when None). Each is read by
     name: a classroom learner may read their own namespaces but not list everybody's."""
     if not namespaces:
