@@ -32,17 +32,24 @@ def start_registry(state: Path, address: str, b: Binaries, log: Callable[[str], 
     # Blobs only earlier image recipes used are dropped first (tags are overwritten by each
     # rebuild, so old manifests are untagged); safe while no registry serves the storage.
     commands.run([str(DOCKER_REGISTRY), "garbage-collect", "--delete-untagged", str(push_cfg)], check=False)
+    publish(state, images.build_all(b, pinned_versions()["COREDNS_VERSION"], log, extra=extra), push_cfg)
+    serve_cfg = images.registry_config(state, f"{address}:{REGISTRY_PORT}", read_only=True)
+    processes.start(state, "registry", [str(DOCKER_REGISTRY), "serve", str(serve_cfg)])
+    images.wait_registry(address)
+
+
+def publish(state: Path, built: list[images.BuiltImage], push_cfg: Path | None = None) -> None:
+    """Push images through a short-lived registry on the lab's private Unix socket (the served
+    registry is read-only); used at `up`, and by the classroom for its single-user image."""
+    push_cfg = push_cfg or images.registry_config(state, push_socket(state), read_only=False)
     processes.start(state, "registry-push", [str(DOCKER_REGISTRY), "serve", str(push_cfg)])
     try:
         images.wait_registry(push_socket(state))
-        for image in images.build_all(b, pinned_versions()["COREDNS_VERSION"], log, extra=extra):
+        for image in built:
             images.push(image, push_socket(state))
     finally:
         processes.stop(state, "registry-push")
         push_socket(state).unlink(missing_ok=True)
-    serve_cfg = images.registry_config(state, f"{address}:{REGISTRY_PORT}", read_only=True)
-    processes.start(state, "registry", [str(DOCKER_REGISTRY), "serve", str(serve_cfg)])
-    images.wait_registry(address)
 
 
 def stop_registry(state: Path) -> bool:

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LabError
-from . import addons, commands, images, processes, singleuser
-from .constants import BRIDGE_CHAIN, DOCKER_REGISTRY
+from . import addons, commands, processes, singleuser
+from .constants import BRIDGE_CHAIN
 from .inspect import current_plan
 from .kubeconfig import kubeconfig_path
 from .plan import cache_dir, state_dir
@@ -160,20 +160,6 @@ def _answers(url: str) -> bool:
         return False
 
 
-def publish(image: images.BuiltImage) -> None:
-    """Push an image to the running lab's registry, through a short-lived push registry on the
-    lab's private Unix socket (the served registry is read-only)."""
-    state = state_dir()
-    push_cfg = images.registry_config(state, addons.push_socket(state), read_only=False)
-    processes.start(state, "registry-push", [str(DOCKER_REGISTRY), "serve", str(push_cfg)])
-    try:
-        images.wait_registry(addons.push_socket(state))
-        images.push(image, addons.push_socket(state))
-    finally:
-        processes.stop(state, "registry-push")
-        addons.push_socket(state).unlink(missing_ok=True)
-
-
 def start(learners: list[str], log=print) -> Hub:
     """Build and publish the single-user image, then start the proxy and the hub (or find them
     running); returns where learners log in."""
@@ -181,17 +167,17 @@ def start(learners: list[str], log=print) -> Hub:
     if plan.nodes_mode != "real":
         raise LabError("the classroom's hub spawns JupyterLab pods: it needs the lab's real nodes "
                        "(`k8snb lab up --nodes real`); simulated nodes run no pod")
+    state = state_dir()
+    if processes.read(state, "jupyterhub") or processes.read(state, "configurable-http-proxy"):
+        stop()  # a new learner list or image: the hub reads its configuration at start only
     image = singleuser.build(log)
-    publish(image)
+    addons.publish(state, [image])
     ref = f"{image.recipe.repository}:{image.recipe.tag}"
     directory = hub_dir()
     for name, size in (("proxy-token", 32), ("learner-password", 12), ("teacher-token", 32)):
         _secret(directory / name, size)
     write_private(directory / "jupyterhub_config.py", config(directory, ref, learners, plan.host_ip))
-    write_private(directory / "hub.json", json.dumps({"image": ref, "learners": sorted(learners)}))
-    state = state_dir()
-    if processes.read(state, "jupyterhub") and processes.read(state, "configurable-http-proxy"):
-        stop()  # a new learner list or image: the hub reads its configuration at start only
+    write_private(directory / "hub.json", json.dumps({"image": ref}))
     processes.require_ports({PROXY_PORT: "the classroom's proxy", PROXY_API_PORT: "the proxy's API"})
     processes.require_ports({HUB_PORT: "the classroom's hub"}, host=plan.host_ip)
     if commands.run(["iptables", "-C", *_rule(plan.host_ip)], check=False).returncode != 0:
@@ -207,8 +193,7 @@ def start(learners: list[str], log=print) -> Hub:
     processes.start(state, "jupyterhub", [sys.executable, "-m", "jupyterhub", "-f",
                                           str(directory / "jupyterhub_config.py")],
                     env={"KUBECONFIG": str(kubeconfig_path())})
-    hub = Hub(f"http://127.0.0.1:{PROXY_PORT}/", f"http://127.0.0.1:{PROXY_PORT}/hub/api",
-              directory / "learner-password", directory / "teacher-token", ref)
+    hub = _hub(directory, ref)
     deadline = time.monotonic() + START_TIMEOUT
     while not _answers(hub.api + "/"):
         for name in ("configurable-http-proxy", "jupyterhub"):
@@ -226,8 +211,12 @@ def running() -> Hub | None:
         return None
     directory = state / "hub"
     ref = json.loads((directory / "hub.json").read_text())["image"] if (directory / "hub.json").exists() else "?"
+    return _hub(directory, ref)
+
+
+def _hub(directory: Path, image: str) -> Hub:
     return Hub(f"http://127.0.0.1:{PROXY_PORT}/", f"http://127.0.0.1:{PROXY_PORT}/hub/api",
-               directory / "learner-password", directory / "teacher-token", ref)
+               directory / "learner-password", directory / "teacher-token", image)
 
 
 def stop() -> bool:
