@@ -8,8 +8,8 @@ Built from standard parts only, the way Zero to JupyterHub sets up users:
 - a ServiceAccount `k8snb-learner` bound in both namespaces to the course's learner ClusterRole
   (manifests/learner-rbac.yaml), plus cluster-wide reads of nodes and the Service range only;
 - a ResourceQuota and a LimitRange per namespace, sized from the course's measured needs;
-- a NetworkPolicy per namespace admitting traffic only from the learner's own namespaces (and the
-  hub's proxy to the learner's JupyterLab). RBAC does not stop one pod from calling another's
+- a NetworkPolicy per namespace admitting traffic only from the learner's own namespaces, and one
+  admitting the hub's proxy (and nothing else) to the learner's JupyterLab port. RBAC does not stop one pod from calling another's
   Service; the policy does, where the cluster's network plugin enforces policies;
 - a kubeconfig per learner with a TokenRequest token (short-lived: the cluster may shorten it).
 `down` deletes exactly what carries the classroom label: namespaces, ClusterRoleBindings and the
@@ -45,6 +45,10 @@ MAX_NAME = 63 - len(NAMESPACE_PREFIX) - len(SECOND_SUFFIX)
 #: Labels JupyterHub's KubeSpawner puts on a learner's server pod (the same as Zero to JupyterHub's).
 SERVER_POD_LABELS = {"component": "singleuser-server"}
 SERVER_PORT = 8888
+#: The namespace z2jh-values.yaml's comment installs Zero to JupyterHub in, and the label the chart
+#: puts on its proxy and hub pods so that its own policies admit them to the servers.
+HUB_NAMESPACE = "k8snb-hub"
+HUB_ACCESS_LABEL = "hub.jupyter.org/network-access-singleuser"
 #: A token's default lifetime: one class day. The API server may shorten it
 #: (--service-account-max-token-expiration); the kubeconfig says what it got.
 TOKEN_SECONDS = 8 * 3600
@@ -151,17 +155,49 @@ def learner_role() -> dict:
 
 
 def network_policy(learner: Learner, namespace: str) -> dict:
-    """Ingress only from the learner's own namespaces, plus the hub's proxy to the JupyterLab port
-    of the learner's server pod (the proxy runs outside every namespace)."""
+    """Ingress to every pod of the namespace only from the learner's own two namespaces."""
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": _meta("k8snb-own-namespaces", learner, namespace),
             "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [
-                {"from": [{"namespaceSelector": {"matchLabels": {CLASSROOM: learner.name}}}]},
-                {"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": SERVER_PORT, "protocol": "TCP"}]},
-            ]}}
+                {"from": [{"namespaceSelector": {"matchLabels": {CLASSROOM: learner.name}}}]}]}}
 
 
-def learner_objects(learner: Learner, quota: Quota = Quota()) -> list[dict]:
+@dataclass(frozen=True)
+class HubSource:
+    """Where the hub's proxy calls a learner's JupyterLab from. On a real cluster: Zero to
+    JupyterHub's proxy and hub pods, which carry HUB_ACCESS_LABEL, in the chart's namespace (a
+    learner cannot make a pod there). On the lab: the host, at its address on the lab bridge."""
+
+    namespace: str = HUB_NAMESPACE
+    address: str | None = None
+
+
+def hub_source(cluster: Cluster) -> HubSource:
+    """The lab's hub runs on the host (k8snb/lab/hub.py); elsewhere the chart's pods call in."""
+    if not cluster.is_lab:
+        return HubSource()
+    from .lab.inspect import current_plan
+
+    try:
+        return HubSource(address=current_plan().host_ip)
+    except K8snbError:  # a lab context without this machine's lab state: nobody here runs its hub
+        return HubSource()
+
+
+def server_policy(learner: Learner, hub: HubSource) -> dict:
+    """Port 8888 of the learner's JupyterLab pod, from the hub's proxy only. Another learner's pod
+    is not admitted: the server's login is the hub's, and the policy keeps it that way."""
+    sources: list[dict] = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": hub.namespace}},
+                            "podSelector": {"matchLabels": {HUB_ACCESS_LABEL: "true"}}}]
+    if hub.address:
+        sources.append({"ipBlock": {"cidr": f"{hub.address}/32"}})
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": _meta("k8snb-hub-to-server", learner, learner.namespace),
+            "spec": {"podSelector": {"matchLabels": dict(SERVER_POD_LABELS)}, "policyTypes": ["Ingress"],
+                     "ingress": [{"from": sources, "ports": [{"port": SERVER_PORT, "protocol": "TCP"}]}]}}
+
+
+def learner_objects(learner: Learner, quota: Quota = Quota(), hub: HubSource = HubSource()) -> list[dict]:
     """Everything `up` creates for one learner, namespaces first."""
     objs: list[dict] = []
     for ns in learner.namespaces:
@@ -186,6 +222,7 @@ def learner_objects(learner: Learner, quota: Quota = Quota()) -> list[dict]:
                                           "default": {"cpu": quota.default_limit_cpu,
                                                       "memory": quota.default_limit_memory}}]}})
         objs.append(network_policy(learner, ns))
+    objs.append(server_policy(learner, hub))
     objs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                  "metadata": _meta(f"{READ_ROLE}-{learner.name}", learner),
                  "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": READ_ROLE},
@@ -214,23 +251,26 @@ def _ensure_classroom_namespace(cluster: Cluster, obj: dict, timeout: float = NA
                        "learner name, or remove the namespace yourself.")
 
 
-def _up_one(cluster: Cluster, learner: Learner, quota: Quota) -> None:
-    for obj in learner_objects(learner, quota):
+def _up_one(cluster: Cluster, learner: Learner, quota: Quota, hub: HubSource) -> None:
+    for obj in learner_objects(learner, quota, hub):
         if obj["kind"] == "Namespace":
             _ensure_classroom_namespace(cluster, obj)
         else:
             apply(cluster, obj)
 
 
-def up(cluster: Cluster, group: list[Learner], quota: Quota = Quota(), workers: int = 8) -> pd.DataFrame:
-    """Create (or converge) every learner's namespaces, account, bindings, quota and policy.
+def up(cluster: Cluster, group: list[Learner], quota: Quota = Quota(), workers: int = 8,
+       hub: HubSource | None = None) -> pd.DataFrame:
+    """Create (or converge) every learner's namespaces, account, bindings, quota and policies
+    (`hub`: where the hub's proxy calls from; hub_source(cluster) unless given).
     One row per learner: namespaces and seconds taken. Safe to re-run."""
+    hub = hub or hub_source(cluster)
     for role in (learner_role(), read_role()):
         apply(cluster, role)
 
     def one(learner: Learner) -> dict:
         started = time.monotonic()
-        _up_one(cluster, learner, quota)
+        _up_one(cluster, learner, quota, hub)
         return {"learner": learner.name, "namespace": learner.namespace,
                 "second_namespace": learner.second_namespace, "seconds": round(time.monotonic() - started, 2)}
 
@@ -411,14 +451,17 @@ POLICY_SUPPORT = {
 }
 
 
-def policy_line(cluster: Cluster) -> str:
+def policy_line(cluster: Cluster, names: list[str] | None = None) -> str:
     """Whether the NetworkPolicy holds here: measured between two learners that have the article's
-    objects, otherwise what the cluster's network plugin is known to do (said as such)."""
+    objects, otherwise what the cluster's network plugin is known to do (said as such). `names`:
+    the learners, when the caller has listed them already (status's table)."""
     from .network import cni_plugin
     from .probe import can_carry_traffic
 
+    if names is None:
+        names = [ns["metadata"]["labels"][CLASSROOM] for ns in classroom_namespaces(cluster)]
     ready = []
-    for name in sorted({ns["metadata"]["labels"][CLASSROOM] for ns in classroom_namespaces(cluster)}):
+    for name in sorted(set(names)):
         learner = Learner(name)
         if cluster.api.exists(f"/api/v1/namespaces/{learner.namespace}/services/nginx-svc") and \
                 cluster.api.list(f"/api/v1/namespaces/{learner.namespace}/pods", labelSelector="app=netshoot"):

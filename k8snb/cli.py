@@ -132,7 +132,7 @@ def _classroom(args: argparse.Namespace) -> int:
         table = classroom.status(cluster)
         print(table.to_string(index=False) if len(table) else "k8snb classroom: no learners on this cluster")
         if len(table):
-            print(classroom.policy_line(cluster))
+            print(classroom.policy_line(cluster, list(table["learner"])))
         running = hub.running()
         print("\n".join(running.lines()) if running else "JupyterHub: not running here")
         return 0 if len(table) else 3

@@ -33,6 +33,8 @@ pytestmark = pytest.mark.cluster
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "03_services_discovery_and_load_balancing.ipynb"
 LEARNERS = 6
+#: The hub's and proxy's processes, left running by the hub test for `classroom down` to stop.
+RUNNING: list = []
 POD_NAME = re.compile(r"\bnginx-hello-[a-z0-9]{6,10}-[a-z0-9]{5}\b")
 
 
@@ -54,6 +56,10 @@ def room(teacher, tmp_path_factory):
         files = classroom.write_kubeconfigs(teacher, group, out, seconds=3600)
         yield group, dict(zip(files["learner"], files["kubeconfig"]))
     finally:
+        if teacher.is_lab and RUNNING:  # the hub test's hub, when the down test did not run
+            from k8snb.lab import hub as labhub
+
+            labhub.stop()
         classroom.down(teacher)
 
 
@@ -70,6 +76,9 @@ def test_up_made_every_learner_their_objects(teacher, room):
                          "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings/" + classroom.LEARNER_ROLE):
                 assert teacher.api.exists(path.format(ns=ns)), path.format(ns=ns)
         assert teacher.api.exists(f"/api/v1/namespaces/{learner.namespace}/serviceaccounts/{classroom.LEARNER_ACCOUNT}")
+        server = teacher.api.get(f"/apis/networking.k8s.io/v1/namespaces/{learner.namespace}/networkpolicies/"
+                                 "k8snb-hub-to-server")
+        assert server == {**server, "spec": classroom.server_policy(learner, classroom.hub_source(teacher))["spec"]}
         assert os.stat(files[learner.name]).st_mode & 0o077 == 0  # a token: readable by the teacher only
     # Running up again converges; the status lists all six with their policies.
     classroom.up(teacher, group)
@@ -202,17 +211,15 @@ def test_jupyterhub_spawns_six_servers_and_each_runs_notebook_03(teacher, room, 
     """Acceptance 1: the hub on the host spawns each learner's JupyterLab as a pod in the learner's
     namespace (KubeSpawner); notebook 03 is executed inside all six pods at once, each with the
     learner's own ServiceAccount and namespaces, and each learner's traffic reaches only their pods."""
-    if not os.environ.get("K8SNB_TEST_HUB"):
-        # Opt-in until repeated runs prove it: in 1 of 3 runs with `jupyter nbconvert --execute` (its
-        # kernel on TCP), 2 of the 6 in-pod executions stopped with the kernel idle and never
-        # finished. The runs now use the course's own runner (kernel on Unix sockets): 1 of 1 passed.
-        pytest.skip("the hub's six servers: K8SNB_TEST_HUB=1 (in-pod notebook runs hang now and then)")
     if not (teacher.is_lab and k8snb.can_carry_traffic(teacher)):
         pytest.skip("the classroom's hub runs on the lab with real nodes (elsewhere: Zero to JupyterHub)")
     from k8snb.lab import hub as labhub
 
     group, _ = room
     hub = labhub.start([x.name for x in group])
+    state = labhub.state_dir()
+    RUNNING.extend(labhub.processes.read(state, name) for name in ("jupyterhub", "configurable-http-proxy"))
+    assert all(proc and proc.running for proc in RUNNING), RUNNING
     try:
         token = hub.token_file.read_text().strip()
         password = hub.password_file.read_text().strip()
@@ -233,13 +240,11 @@ def test_jupyterhub_spawns_six_servers_and_each_runs_notebook_03(teacher, room, 
             assert (env["K8SNB_NAMESPACE"], env["K8SNB_SECOND_NAMESPACE"]) == learner.namespaces
             assert pod["spec"]["containers"][0]["image"].endswith(hub.image)
         _run_in_every_server(teacher, group, tmp_path)
-    finally:
+    except BaseException:
         labhub.stop()
-    assert labhub.running() is None
-    assert "k8snb-hub" not in subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout
-    for learner in group:  # the hub stopping stopped every server pod
-        pods = teacher.api.list(f"/api/v1/namespaces/{learner.namespace}/pods", labelSelector="component=singleuser-server")
-        assert all(p["metadata"].get("deletionTimestamp") for p in pods), pods
+        RUNNING.clear()
+        raise
+    # The hub keeps running: `classroom down` (the last test) must stop it, its proxy and the servers.
 
 
 #: Executes the notebook inside a learner's server pod, with the pod's own kernel, account and
@@ -341,6 +346,10 @@ def test_down_leaves_no_namespace_account_or_binding(teacher, room):
         from k8snb.lab import hub as labhub
 
         assert labhub.running() is None
+        # The hub and proxy the hub test left running are gone, by the PIDs they had.
+        assert all(labhub.processes.start_time(proc.pid) != proc.started for proc in RUNNING if proc), RUNNING
+        assert "k8snb-hub" not in subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout
+        assert not (labhub.state_dir() / "hub").exists()
     selector = f"{k8snb.PART_OF}=k8snb,{CLASSROOM}"
     assert not teacher.api.list("/api/v1/namespaces", labelSelector=selector)
     for plural in ("clusterrolebindings", "clusterroles"):

@@ -42,19 +42,39 @@ def test_every_object_of_a_learner_is_labelled_and_kept_to_their_namespaces():
     ana = classroom.Learner("ana")
     objs = classroom.learner_objects(ana)
     kinds = [o["kind"] for o in objs]
-    assert kinds.count("Namespace") == 2 and kinds.count("ResourceQuota") == 2 and kinds.count("NetworkPolicy") == 2
+    assert kinds.count("Namespace") == 2 and kinds.count("ResourceQuota") == 2 and kinds.count("NetworkPolicy") == 3
     assert all(o["kind"] in KINDS for o in objs)
     for o in objs:
         labels = o["metadata"]["labels"]
         assert labels[PART_OF] == "k8snb" and labels[CLASSROOM] == "ana"
         assert o["metadata"].get("namespace", ana.namespace) in ana.namespaces
-    policy = next(o for o in objs if o["kind"] == "NetworkPolicy")
-    assert policy["spec"]["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {CLASSROOM: "ana"}}}]
+    own = [o for o in objs if o["metadata"]["name"] == "k8snb-own-namespaces"]
+    assert [o["metadata"]["namespace"] for o in own] == list(ana.namespaces)
+    assert all(o["spec"]["podSelector"] == {} and o["spec"]["ingress"] ==
+               [{"from": [{"namespaceSelector": {"matchLabels": {CLASSROOM: "ana"}}}]}] for o in own)
     quota = next(o for o in objs if o["kind"] == "ResourceQuota")
     assert int(quota["spec"]["hard"]["pods"]) < 50  # scaling to 50 is stopped
     binding = next(o for o in objs if o["kind"] == "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == classroom.READ_ROLE
     assert classroom.read_role()["rules"][0]["resources"] == ["nodes"]  # no namespaces, no DaemonSets
+
+
+def test_only_the_hubs_proxy_reaches_a_learners_jupyterlab():
+    """Port 8888 is admitted from the chart's proxy and hub pods in the hub's namespace (where no
+    learner can make a pod), plus the lab's host address; never from anywhere else."""
+    ana = classroom.Learner("ana")
+    chart = classroom.server_policy(ana, classroom.HubSource())
+    assert chart["metadata"]["namespace"] == ana.namespace
+    assert chart["spec"]["podSelector"] == {"matchLabels": classroom.SERVER_POD_LABELS}
+    (rule,) = chart["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 8888, "protocol": "TCP"}]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "k8snb-hub"}},
+                             "podSelector": {"matchLabels": {"hub.jupyter.org/network-access-singleuser": "true"}}}]
+    lab = classroom.server_policy(ana, classroom.HubSource(address="172.29.0.1"))
+    assert lab["spec"]["ingress"][0]["from"][1:] == [{"ipBlock": {"cidr": "172.29.0.1/32"}}]
+    every_source = [s for o in classroom.learner_objects(ana) if o["kind"] == "NetworkPolicy"
+                    for r in o["spec"]["ingress"] for s in r["from"]]
+    assert not [s for s in every_source if "ipBlock" in s]  # no address range unless the lab's host
 
 
 def test_the_classroom_role_is_the_learner_role_under_its_own_name():
@@ -99,7 +119,9 @@ def test_the_zero_to_jupyterhub_values_match_the_labs_hub(tmp_path):
         (tmp_path / name).write_text("secret\n")
     lab = _Config()
     exec(hub.config(tmp_path, f"{singleuser.REPOSITORY}:abc", ["ana", "bo"], "172.29.0.1"), {"c": lab})  # noqa: S102
-    values = yaml.safe_load(resources.files("k8snb").joinpath("manifests", "z2jh-values.yaml").read_text())
+    text = resources.files("k8snb").joinpath("manifests", "z2jh-values.yaml").read_text()
+    values = yaml.safe_load(text)
+    assert f"-n {classroom.HUB_NAMESPACE} " in text  # where the server policy expects the chart's proxy
     spawner, single = values["hub"]["config"]["KubeSpawner"], values["singleuser"]
     assert lab["JupyterHub"]["authenticator_class"] == values["hub"]["config"]["JupyterHub"]["authenticator_class"]
     assert lab["KubeSpawner"]["enable_user_namespaces"] is spawner["enable_user_namespaces"] is True
