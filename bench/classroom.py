@@ -9,15 +9,12 @@ directory and ports), so it never touches the course's lab.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+
+from private_lab import private_lab
 
 LEARNERS = 100
 PORT, ETCD_PORT = 7043, 12979
@@ -62,13 +59,8 @@ def main(learners: int = LEARNERS) -> list[dict]:
     import k8snb
     from k8snb import classroom
 
-    state = tempfile.mkdtemp(prefix="k8snb-bench-classroom-")
-    env = dict(os.environ, K8SNB_STATE=state)
-    cli = [sys.executable, "-m", "k8snb.cli", "lab"]
-    subprocess.run([*cli, "up", "--nodes", "kwok", "--port", str(PORT), "--etcd-port", str(ETCD_PORT)],
-                   env=env, check=True, capture_output=True, timeout=300)
-    try:
-        teacher = k8snb.connect(quiet=True, kubeconfig=str(Path(state) / "lab" / "kubeconfig"))
+    with private_lab(PORT, ETCD_PORT, "k8snb-bench-classroom-") as lab:
+        teacher = k8snb.connect(quiet=True, kubeconfig=lab.kubeconfig)
         group = classroom.learners(count=learners)
         first = group[0]
 
@@ -77,7 +69,7 @@ def main(learners: int = LEARNERS) -> list[dict]:
 
         classroom.up(teacher, [first])
         article(first)
-        files = classroom.write_kubeconfigs(teacher, [first], Path(state) / "kubeconfigs", seconds=3600)
+        files = classroom.write_kubeconfigs(teacher, [first], lab.state / "kubeconfigs", seconds=3600)
         mine = k8snb.connect(quiet=True, kubeconfig=files["kubeconfig"][0])
         alone = _tables(mine, first)
         t = time.perf_counter()
@@ -92,9 +84,6 @@ def main(learners: int = LEARNERS) -> list[dict]:
         t = time.perf_counter()
         classroom.down(teacher, timeout=600)
         down_s = time.perf_counter() - t
-    finally:
-        subprocess.run([*cli, "down"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(state, ignore_errors=True)
     return [
         {"figure": f"classroom up, {learners} learners (2 namespaces, account, bindings, quota, limits, policy each; "
                    "simulated lab)", "ours_s": round(up_s, 2), "target": "< 60", "met": up_s < 60,

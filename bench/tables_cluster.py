@@ -13,13 +13,13 @@ state directory and ports), so it never touches the course's lab.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from private_lab import private_lab
 
 NODES, PODS = 1_000, 30_000
 PORT, ETCD_PORT = 6843, 12779
@@ -104,29 +104,13 @@ def main(nodes: int = NODES, pods: int = PODS) -> list[dict]:
     import k8snb
     from k8snb.lab.binaries import bin_dir, pinned_versions
 
-    state = tempfile.mkdtemp(prefix="k8snb-bench-")
-    env = dict(os.environ, K8SNB_STATE=state)
-    cli = [sys.executable, "-m", "k8snb.cli", "lab"]
-    subprocess.run([*cli, "up", "--nodes", "kwok", "--port", str(PORT), "--etcd-port", str(ETCD_PORT)],
-                   env=env, check=True, capture_output=True, timeout=300)
-    try:
-        env["KUBECONFIG"] = str(Path(state) / "lab" / "kubeconfig")
-        previous = os.environ.get("KUBECONFIG")
-        os.environ["KUBECONFIG"] = env["KUBECONFIG"]
-        try:
-            cluster = k8snb.connect(quiet=True)
-        finally:  # the figures after this one measure the course's lab again
-            if previous is None:
-                os.environ.pop("KUBECONFIG")
-            else:
-                os.environ["KUBECONFIG"] = previous
+    with private_lab(PORT, ETCD_PORT, "k8snb-bench-") as lab:
+        cluster = k8snb.connect(quiet=True, kubeconfig=lab.kubeconfig)
         rate = fill(cluster, nodes, pods)
         kubectl = str(bin_dir(pinned_versions()["K8S_VERSION"]) / "kubectl")
-        results = {name: run_python(code, env) for name, code in CONTENDERS.items()}
-        results["kubectl"] = run_kubectl([kubectl, "get", "pods", "-A", "-o", "wide"], env)
+        results = {name: run_python(code, lab.env) for name, code in CONTENDERS.items()}
+        results["kubectl"] = run_kubectl([kubectl, "get", "pods", "-A", "-o", "wide"], lab.env)
         counted = results["k8snb"]["count"]
-    finally:
-        subprocess.run([*cli, "down"], env=env, capture_output=True, timeout=120)
     ours_s, ours_mb = results["k8snb"]["seconds"], results["k8snb"]["rss_mb"]
     rows = []
     for alt, label in (("kubectl", "kubectl get pods -A -o wide (pods only)"),
