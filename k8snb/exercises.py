@@ -23,6 +23,7 @@ from .scaling import scale_and_wait
 from .servicetypes import NODE_PORT_RANGE, node_port_reach
 from .tables import endpoint_records, nodes as nodes_table, selector_text
 from .traffic import iptables_probabilities
+from .wait import pod_ready
 
 #: Relative tolerance for numeric answers (shares, probabilities).
 ANSWER_TOLERANCE = 0.01
@@ -175,11 +176,6 @@ def _modeled_reply(cluster: Cluster, svc: dict, ready: list[dict], namespace: st
                    "the connection would be refused")
 
 
-def _pod_ready(pod: dict) -> bool:
-    return not pod["metadata"].get("deletionTimestamp") and any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions") or [])
-
-
 def _settled_endpoints(cluster: Cluster, svc: dict, namespace: str) -> list[dict]:
     """The Service's ready endpoints once the EndpointSlice controller has caught up with its selector
     (one per ready pod it matches), at most FIX_TIMEOUT: a Service created or changed a moment ago
@@ -189,7 +185,7 @@ def _settled_endpoints(cluster: Cluster, svc: dict, namespace: str) -> list[dict
     deadline = time.monotonic() + FIX_TIMEOUT
     while True:
         pods = {p["metadata"]["name"] for p in cluster.api.list(f"/api/v1/namespaces/{namespace}/pods",
-                                                                 labelSelector=selector) if _pod_ready(p)}
+                                                                 labelSelector=selector) if pod_ready(p)}
         ready = [e for e in endpoint_records(cluster, namespace, service) if e["ready"]]
         if {e["pod"] for e in ready} == pods or time.monotonic() > deadline:
             return ready

@@ -30,7 +30,7 @@ from .errors import Conflict, ExecFailed, Forbidden, K8snbError, NotFound, NotRe
 from .manifests import COURSE, PART_OF, ensure_namespace, ours
 from .names import dns_label, dns_subdomain
 from .probe import TOOL_MISSING, ExecResult, exec_argv
-from .wait import FATAL_REASONS, _changed, last_event, pod_problem
+from .wait import FATAL_REASONS, _changed, last_event, pod_problem, pod_ready
 
 NODE_POD_PREFIX = "k8snb-node-"
 #: The `app` label of the node pods (never `netshoot`: the course's client is found by that label).
@@ -86,11 +86,6 @@ def node_pod_manifest(node: str, namespace: str = NAMESPACE) -> dict:
     }
 
 
-def _ready(pod: dict) -> bool:
-    return not pod["metadata"].get("deletionTimestamp") and any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions") or [])
-
-
 def _refused(status: int, body: dict, where: str, node: str) -> K8snbError:
     """One line for a node pod the API server refused (PodSecurity, RBAC, a policy webhook ...)."""
     message = " ".join(str(body.get("message") or body.get("reason") or f"HTTP {status}").split())
@@ -141,7 +136,7 @@ def _wait_ready(cluster: Cluster, namespace: str, name: str, deadline: float, ti
     while True:
         pods, version = cluster.api.snapshot(path, deadline=deadline, fieldSelector=f"metadata.name={name}")
         pod = pods[0] if pods else None
-        if pod is not None and _ready(pod):
+        if pod is not None and pod_ready(pod):
             return name
         problem = pod_problem(pod) if pod is not None else None
         left = deadline - time.monotonic()

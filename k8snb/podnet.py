@@ -17,6 +17,7 @@ from .learner import NAMESPACE
 from .errors import NotReadyInTime
 from .probe import can_carry_traffic, exec_argv, pod_for
 from .traffic import parse_hello
+from .wait import pod_ready
 
 CLIENT_APP = "netshoot"
 SERVER_APP = "nginx"
@@ -42,10 +43,7 @@ def pod_address(pod: dict) -> PodAddress:
 
 
 def _serving(pod: dict) -> bool:
-    status = pod.get("status", {})
-    return (not pod["metadata"].get("deletionTimestamp") and bool(status.get("podIP"))
-            and not pod.get("spec", {}).get("hostNetwork")
-            and any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []))
+    return bool(pod.get("status", {}).get("podIP")) and not pod.get("spec", {}).get("hostNetwork") and pod_ready(pod)
 
 
 def choose_server(pods: list[dict], client_node: str) -> tuple[PodAddress, bool]:

@@ -22,6 +22,7 @@ from .cluster import Cluster
 from .learner import NAMESPACE
 from .errors import ExecFailed, Forbidden, InvalidInput, K8snbError, NotFound, NotReadyInTime
 from .names import dns_label, dns_subdomain
+from .wait import pod_ready
 
 #: Seconds an exec may take before it is abandoned (a curl loop of 1,000 requests takes ~5 s).
 EXEC_TIMEOUT = 60.0
@@ -62,8 +63,7 @@ def pod_for(cluster: Cluster, app: str, namespace: str = NAMESPACE) -> str:
     dns_label(app, "app label")
     dns_label(namespace, "namespace")
     pods = cluster.api.list(f"/api/v1/namespaces/{namespace}/pods", labelSelector=f"app={app}")
-    ready = [p for p in pods if not p["metadata"].get("deletionTimestamp") and any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in p.get("status", {}).get("conditions") or [])]
+    ready = [p for p in pods if pod_ready(p)]
     if not ready:
         raise NotReadyInTime(f"no ready pod with label app={app} in namespace {namespace}; "
                              "apply the article's objects and wait for them (k8snb.article, k8snb.wait_deployment)")

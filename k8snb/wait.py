@@ -35,9 +35,10 @@ class PodProblem:
     event: str
 
 
-def _pod_ready(pod: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in pod.get("status", {}).get("conditions", []) or [])
+def pod_ready(pod: dict) -> bool:
+    """Ready and not being deleted: a pod a Service's ready endpoints would count."""
+    return not pod["metadata"].get("deletionTimestamp") and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions") or [])
 
 
 def replica_failure(deploy: dict) -> str:
@@ -82,7 +83,7 @@ def last_event(cluster: Cluster, namespace: str, pod: str) -> str:
 def _fail(cluster: Cluster, namespace: str, what: str, pods: list[dict], timeout: float | None) -> NotReadyInTime:
     problems = [p for p in (pod_problem(x) for x in pods) if p]
     if not problems and pods:
-        pending = [x for x in pods if not _pod_ready(x)]
+        pending = [x for x in pods if not pod_ready(x)]
         if pending:
             problems = [PodProblem(pending[0]["metadata"]["name"], pending[0].get("status", {}).get("phase", "?"),
                                    "not ready", "")]
@@ -123,7 +124,7 @@ def wait_deployment(cluster: Cluster, name: str, namespace: str = NAMESPACE,
             st = deploy.get("status", {})
             listed, version = cluster.api.snapshot(ppath, deadline=deadline, labelSelector=selector)
             pods = [p for p in listed if not p["metadata"].get("deletionTimestamp")]
-            ready = [p for p in pods if _pod_ready(p)]
+            ready = [p for p in pods if pod_ready(p)]
             bar.total = want
             bar.n = min(len(ready), want)
             bar.refresh()
