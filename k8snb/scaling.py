@@ -162,7 +162,8 @@ def replace_pod(cluster: Cluster, app: str = "nginx", namespace: str = NAMESPACE
     """Delete one pod behind `service`, keep requesting through the Service while the Deployment
     replaces it, and report old and new pod IPs and how many requests were answered.
 
-    Returns one row per phase ('before', 'after') with pod, IP and the answered share of probes.
+    Returns one row per phase ('before', 'after') with pod and IP; the 'after' row holds the share
+    of the probes sent while the replacement started that were answered.
     """
     dns_label(app, "app label")
     before = endpoints(cluster, service, namespace)
@@ -197,9 +198,9 @@ def replace_pod(cluster: Cluster, app: str = "nginx", namespace: str = NAMESPACE
         _wait_programmed(cluster, service, namespace, set(ready["pod"].dropna()))
     out = pd.DataFrame([
         {"phase": "before", "pod": victim["pod"], "ip": victim["address"], "node": victim["node"],
-         "answered_share": None},
+         "answered_while_replacing": None},
         {"phase": "after", "pod": new["pod"], "ip": new["address"], "node": new["node"],
-         "answered_share": answered},
+         "answered_while_replacing": answered},
     ])
     out.attrs["mode"] = mode
     out.attrs["probes"] = probes

@@ -66,7 +66,7 @@ def test_replaced_pod_gets_a_new_ip(cluster, article):
     assert result.loc["before", "pod"] != result.loc["after", "pod"]
     # While the old pod stops, a request can still reach it until every node's kube-proxy has
     # dropped its endpoint (about a second): some fail, but the other replica keeps answering.
-    assert result.loc["after", "answered_share"] > 0
+    assert result.loc["after", "answered_while_replacing"] > 0
     after = k8snb.sample(cluster, 50, namespace=ns)
     assert after["ok"].all()
 
