@@ -49,6 +49,12 @@ SERVER_PORT = 8888
 #: puts on its proxy and hub pods so that its own policies admit them to the servers.
 HUB_NAMESPACE = "k8snb-hub"
 HUB_ACCESS_LABEL = "hub.jupyter.org/network-access-singleuser"
+#: The chart's hub ServiceAccount (Zero to JupyterHub names it `hub`); the lab's hub uses one too.
+HUB_ACCOUNT = "hub"
+HUB_WATCH_ROLE = "k8snb-classroom-hub"
+SPAWNER_ROLE = "k8snb-classroom-spawner"
+#: The CLASSROOM label of what belongs to the whole class, not one learner (roles, the lab hub's namespace).
+SHARED = "shared"
 #: A token's default lifetime: one class day. The API server may shorten it
 #: (--service-account-max-token-expiration); the kubeconfig says what it got.
 TOKEN_SECONDS = 8 * 3600
@@ -118,6 +124,12 @@ def learners(names: list[str] | None = None, count: int | None = None) -> list[L
         raise InvalidInput("no learners: the names file lists none")
     if len({x.name for x in result}) != len(result):
         raise InvalidInput("learner names repeat: each learner needs a name of their own")
+    taken: dict[str, str] = {HUB_NAMESPACE: "the classroom's hub"}
+    for x in result:
+        for ns in x.namespaces:
+            if ns in taken:
+                raise InvalidInput(f"learner {x.name}'s namespace {ns} is also {taken[ns]}'s; rename one of them")
+            taken[ns] = f"learner {x.name}"
     return result
 
 
@@ -142,15 +154,38 @@ def read_role() -> dict:
     """The classroom's only cluster-wide reads: nodes (the tables' node IPs and podCIDRs) and the
     Service range. Not namespaces, not DaemonSets: those would list other learners' names."""
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": READ_ROLE, "labels": {PART_OF: COURSE, CLASSROOM: "shared"}},
+            "metadata": {"name": READ_ROLE, "labels": {PART_OF: COURSE, CLASSROOM: SHARED}},
             "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
                       {"apiGroups": ["networking.k8s.io"], "resources": ["servicecidrs"], "verbs": ["get", "list"]}]}
+
+
+def hub_roles() -> list[dict]:
+    """What KubeSpawner needs with `enable_user_namespaces`, and no more. Cluster-wide: watch pods
+    and events (its reflectors then list every namespace) and create namespaces (it always asks to
+    create the learner's; an existing one answers 409, which it accepts). In each learner's main
+    namespace only (a RoleBinding per learner): create and delete the server pod. So the hub, which
+    learners' pods can reach, holds neither the teacher's rights nor any other namespace's pods."""
+    shared = {PART_OF: COURSE, CLASSROOM: SHARED}
+    subject = {"kind": "ServiceAccount", "name": HUB_ACCOUNT, "namespace": HUB_NAMESPACE}
+    return [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": HUB_WATCH_ROLE, "labels": shared},
+         "rules": [{"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]},
+                   {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": HUB_WATCH_ROLE, "labels": shared},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": HUB_WATCH_ROLE},
+         "subjects": [subject]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": SPAWNER_ROLE, "labels": shared},
+         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "create", "delete"]}]},
+    ]
 
 
 def learner_role() -> dict:
     """The course's learner ClusterRole (manifests/learner-rbac.yaml), renamed for the classroom."""
     role = next(d for d in load("learner-rbac") if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "k8snb-learner")
-    role["metadata"] = {"name": LEARNER_ROLE, "labels": {PART_OF: COURSE, CLASSROOM: "shared"}}
+    role["metadata"] = {"name": LEARNER_ROLE, "labels": {PART_OF: COURSE, CLASSROOM: SHARED}}
     return role
 
 
@@ -223,6 +258,10 @@ def learner_objects(learner: Learner, quota: Quota = Quota(), hub: HubSource = H
                                                       "memory": quota.default_limit_memory}}]}})
         objs.append(network_policy(learner, ns))
     objs.append(server_policy(learner, hub))
+    objs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                 "metadata": _meta(SPAWNER_ROLE, learner, learner.namespace),
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": SPAWNER_ROLE},
+                 "subjects": [{"kind": "ServiceAccount", "name": HUB_ACCOUNT, "namespace": HUB_NAMESPACE}]})
     objs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                  "metadata": _meta(f"{READ_ROLE}-{learner.name}", learner),
                  "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": READ_ROLE},
@@ -265,7 +304,7 @@ def up(cluster: Cluster, group: list[Learner], quota: Quota = Quota(), workers: 
     (`hub`: where the hub's proxy calls from; hub_source(cluster) unless given).
     One row per learner: namespaces and seconds taken. Safe to re-run."""
     hub = hub or hub_source(cluster)
-    for role in (learner_role(), read_role()):
+    for role in (learner_role(), read_role(), *hub_roles()):
         apply(cluster, role)
 
     def one(learner: Learner) -> dict:
@@ -281,10 +320,14 @@ def up(cluster: Cluster, group: list[Learner], quota: Quota = Quota(), workers: 
 
 def token(cluster: Cluster, learner: Learner, seconds: int = TOKEN_SECONDS) -> tuple[str, str]:
     """A TokenRequest token for the learner's account: (token, expirationTimestamp)."""
+    return _token(cluster, learner.namespace, LEARNER_ACCOUNT, seconds)
+
+
+def _token(cluster: Cluster, namespace: str, account: str, seconds: int) -> tuple[str, str]:
     body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
             "spec": {"expirationSeconds": int(seconds)}}
-    got = cluster.api.request(
-        "POST", f"/api/v1/namespaces/{learner.namespace}/serviceaccounts/{LEARNER_ACCOUNT}/token", body=body).json()
+    got = cluster.api.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
+                              body=body).json()
     return got["status"]["token"], got["status"]["expirationTimestamp"]
 
 
@@ -298,16 +341,31 @@ def _ca_data(cluster: Cluster) -> str | None:
 def kubeconfig(cluster: Cluster, learner: Learner, bearer: str, server: str | None = None) -> dict:
     """A kubeconfig for one learner: the teacher's API server and CA, the learner's token, and the
     learner's main namespace as the context's default (so kubectl's commands in the notebooks work)."""
+    return _kubeconfig(cluster, f"k8snb-{learner.name}", learner.namespace, bearer, server)
+
+
+def _kubeconfig(cluster: Cluster, name: str, namespace: str, bearer: str, server: str | None = None) -> dict:
     entry: dict = {"server": server or cluster.server}
     ca = _ca_data(cluster)
     if ca:
         entry["certificate-authority-data"] = ca
-    name = f"k8snb-{learner.name}"
     return {"apiVersion": "v1", "kind": "Config", "current-context": name,
             "clusters": [{"name": cluster.context or "k8snb", "cluster": entry}],
             "users": [{"name": name, "user": {"token": bearer}}],
             "contexts": [{"name": name, "context": {"cluster": cluster.context or "k8snb", "user": name,
-                                                    "namespace": learner.namespace}}]}
+                                                    "namespace": namespace}}]}
+
+
+def lab_hub_kubeconfig(cluster: Cluster, seconds: int) -> dict:
+    """The lab's hub runs on the host, not as the chart's pod: it gets the chart's account all the
+    same (`hub` in k8snb-hub, made here and labelled for the whole class, so `down` removes it) and
+    a kubeconfig with a token for it, so that it spawns with hub_roles()' rights, not the teacher's."""
+    _ensure_classroom_namespace(cluster, {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": HUB_NAMESPACE, "labels": {PART_OF: COURSE, CLASSROOM: SHARED}}})
+    apply(cluster, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
+        "name": HUB_ACCOUNT, "namespace": HUB_NAMESPACE, "labels": {PART_OF: COURSE, CLASSROOM: SHARED}}})
+    bearer, _ = _token(cluster, HUB_NAMESPACE, HUB_ACCOUNT, seconds)
+    return _kubeconfig(cluster, "k8snb-hub", HUB_NAMESPACE, bearer)
 
 
 def write_kubeconfigs(cluster: Cluster, group: list[Learner], directory: str | Path,
@@ -330,17 +388,20 @@ def write_kubeconfigs(cluster: Cluster, group: list[Learner], directory: str | P
     return pd.DataFrame(rows)
 
 
-def classroom_namespaces(cluster: Cluster) -> list[dict]:
-    """The namespaces `up` created (any learner), by label."""
-    return [ns for ns in cluster.api.list("/api/v1/namespaces", labelSelector=f"{PART_OF}={COURSE},{CLASSROOM}")]
+def classroom_namespaces(cluster: Cluster, learners_only: bool = True) -> list[dict]:
+    """The namespaces `up` created for learners, by label (with learners_only=False, also the lab
+    hub's namespace, made for the whole class)."""
+    selector = f"{PART_OF}={COURSE},{CLASSROOM}" + ("" if not learners_only else f",{CLASSROOM}!={SHARED}")
+    return cluster.api.list("/api/v1/namespaces", labelSelector=selector)
 
 
 def down(cluster: Cluster, timeout: float = DOWN_TIMEOUT) -> pd.DataFrame:
-    """Delete every learner's namespaces (and so everything in them), the classroom's
-    ClusterRoleBindings and ClusterRoles; wait until the namespaces are gone. Rows: what was deleted."""
+    """Delete every learner's namespaces (and so everything in them), the lab hub's namespace if
+    `up --hub` made it, the classroom's ClusterRoleBindings and ClusterRoles; wait until the
+    namespaces are gone. Rows: what was deleted."""
     selector = f"{PART_OF}={COURSE},{CLASSROOM}"
     rows = []
-    for ns in classroom_namespaces(cluster):
+    for ns in classroom_namespaces(cluster, learners_only=False):
         name = ns["metadata"]["name"]
         if cluster.api.delete(f"/api/v1/namespaces/{name}"):
             rows.append({"kind": "Namespace", "name": name})
@@ -350,7 +411,7 @@ def down(cluster: Cluster, timeout: float = DOWN_TIMEOUT) -> pd.DataFrame:
             if cluster.api.delete(f"{path}/{item['metadata']['name']}"):
                 rows.append({"kind": kind, "name": item["metadata"]["name"]})
     deadline = time.monotonic() + timeout
-    while (left := classroom_namespaces(cluster)):
+    while (left := classroom_namespaces(cluster, learners_only=False)):
         if time.monotonic() > deadline:
             raise NotReadyInTime(f"{len(left)} classroom namespace(s) still terminating after {timeout:.0f} s "
                                  f"(first: {left[0]['metadata']['name']}); run `k8snb classroom down` again later")

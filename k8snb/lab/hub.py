@@ -14,6 +14,8 @@ Safety, as for the rest of the lab:
 - learners log in with the classroom's password (JupyterHub's SharedPasswordAuthenticator, only the
   classroom's learner names), the teacher's API token is a service token; both are random and kept
   in files of mode 0600 in the lab's private state directory;
+- the hub talks to the cluster as the classroom's hub account (classroom.hub_roles: it watches pods
+  and events and creates pods in learners' main namespaces only), not with the lab's admin kubeconfig;
 - both processes are lab processes (PID files in the lab state): `classroom down` and `lab down`
   stop them by PID.
 """
@@ -45,6 +47,8 @@ HUB_PORT = 18081  # the hub's API, on the lab bridge: pods call it
 TEACHER = "k8snb-teacher"  # the service whose token drives the hub's REST API
 RULE_COMMENT = "k8snb-hub"
 START_TIMEOUT = 60.0
+#: The hub's own token (classroom.lab_hub_kubeconfig): one class day and a night; `up --hub` renews it.
+HUB_TOKEN_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,17 @@ c.KubeSpawner.http_timeout = 120
 '''
 
 
+def _hub_kubeconfig() -> str:
+    """The hub's kubeconfig: the classroom's hub account (spawner rights only), never the lab's admin one."""
+    import yaml
+
+    from ..classroom import lab_hub_kubeconfig
+    from ..cluster import connect
+
+    teacher = connect(quiet=True, kubeconfig=str(kubeconfig_path()))
+    return yaml.safe_dump(lab_hub_kubeconfig(teacher, HUB_TOKEN_SECONDS), sort_keys=False)
+
+
 def _rule(host_ip: str) -> list[str]:
     return [BRIDGE_CHAIN, "-p", "tcp", "-d", host_ip, "--dport", str(HUB_PORT),
             "-m", "comment", "--comment", RULE_COMMENT, "-j", "RETURN"]
@@ -178,6 +193,7 @@ def start(learners: list[str], log=print) -> Hub:
         _secret(directory / name, size)
     write_private(directory / "jupyterhub_config.py", config(directory, ref, learners, plan.host_ip))
     write_private(directory / "hub.json", json.dumps({"image": ref}))
+    write_private(directory / "kubeconfig", _hub_kubeconfig())
     processes.require_ports({PROXY_PORT: "the classroom's proxy", PROXY_API_PORT: "the proxy's API"})
     processes.require_ports({HUB_PORT: "the classroom's hub"}, host=plan.host_ip)
     if commands.run(["iptables", "-C", *_rule(plan.host_ip)], check=False).returncode != 0:
@@ -192,7 +208,7 @@ def start(learners: list[str], log=print) -> Hub:
         env={"CONFIGPROXY_AUTH_TOKEN": proxy_token})
     processes.start(state, "jupyterhub", [sys.executable, "-m", "jupyterhub", "-f",
                                           str(directory / "jupyterhub_config.py")],
-                    env={"KUBECONFIG": str(kubeconfig_path())})
+                    env={"KUBECONFIG": str(directory / "kubeconfig")})
     hub = _hub(directory, ref)
     deadline = time.monotonic() + START_TIMEOUT
     while not _answers(hub.api + "/"):

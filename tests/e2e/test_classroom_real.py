@@ -79,6 +79,10 @@ def test_up_made_every_learner_their_objects(teacher, room):
         server = teacher.api.get(f"/apis/networking.k8s.io/v1/namespaces/{learner.namespace}/networkpolicies/"
                                  "k8snb-hub-to-server")
         assert server == {**server, "spec": classroom.server_policy(learner, classroom.hub_source(teacher))["spec"]}
+        assert teacher.api.exists(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{learner.namespace}/rolebindings/"
+                                  f"{classroom.SPAWNER_ROLE}")  # the hub spawns here, and only here
+        assert not teacher.api.exists(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{learner.second_namespace}/"
+                                      f"rolebindings/{classroom.SPAWNER_ROLE}")
         assert os.stat(files[learner.name]).st_mode & 0o077 == 0  # a token: readable by the teacher only
     # Running up again converges; the status lists all six with their policies.
     classroom.up(teacher, group)
@@ -221,6 +225,7 @@ def test_jupyterhub_spawns_six_servers_and_each_runs_notebook_03(teacher, room, 
     RUNNING.extend(labhub.processes.read(state, name) for name in ("jupyterhub", "configurable-http-proxy"))
     assert all(proc and proc.running for proc in RUNNING), RUNNING
     try:
+        _hub_has_the_spawner_rights_only(labhub.hub_dir() / "kubeconfig", group)
         token = hub.token_file.read_text().strip()
         password = hub.password_file.read_text().strip()
         assert _log_in(hub, group[0].name, password) == 302
@@ -245,6 +250,29 @@ def test_jupyterhub_spawns_six_servers_and_each_runs_notebook_03(teacher, room, 
         RUNNING.clear()
         raise
     # The hub keeps running: `classroom down` (the last test) must stop it, its proxy and the servers.
+
+
+def _hub_has_the_spawner_rights_only(kubeconfig: Path, group) -> None:
+    """The lab's hub talks to the cluster as the classroom's hub account, not as the lab's admin:
+    pods in a learner's main namespace, nothing in anyone else's."""
+    as_hub = k8snb.connect(quiet=True, kubeconfig=str(kubeconfig))
+    who = as_hub.api.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body={
+        "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}).json()
+    assert who["status"]["userInfo"]["username"] == f"system:serviceaccount:{classroom.HUB_NAMESPACE}:hub"
+
+    def may(verb: str, resource: str, namespace: str) -> bool:
+        kind, _, sub = resource.partition("/")
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": {
+            "resourceAttributes": {"namespace": namespace, "verb": verb, "resource": kind, "subresource": sub}}}
+        return as_hub.api.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                                  body=review).json()["status"]["allowed"]
+
+    learner = group[0]
+    assert may("create", "pods", learner.namespace) and may("delete", "pods", learner.namespace)
+    for namespace in (learner.second_namespace, "default", "kube-system", classroom.HUB_NAMESPACE):
+        assert not may("create", "pods", namespace), namespace
+    assert not may("get", "secrets", learner.namespace) and not may("create", "pods/exec", learner.namespace)
+    assert not may("delete", "namespaces", learner.namespace)
 
 
 #: Executes the notebook inside a learner's server pod, with the pod's own kernel, account and

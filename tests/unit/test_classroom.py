@@ -32,7 +32,8 @@ def test_numbered_and_named_learners(tmp_path):
     assert group[0].environment() == {"K8SNB_NAMESPACE": "k8snb-ana", "K8SNB_SECOND_NAMESPACE": "k8snb-ana-nginx"}
 
 
-@pytest.mark.parametrize("names", [["ana", "ana"], ["Ana"], ["x" * (classroom.MAX_NAME + 1)], []])
+@pytest.mark.parametrize("names", [["ana", "ana"], ["Ana"], ["x" * (classroom.MAX_NAME + 1)], [],
+                                   ["ana", "ana-nginx"], ["hub"]])
 def test_bad_learner_lists_are_refused(names):
     with pytest.raises(InvalidInput):
         classroom.learners(names, count=None)
@@ -75,6 +76,21 @@ def test_only_the_hubs_proxy_reaches_a_learners_jupyterlab():
     every_source = [s for o in classroom.learner_objects(ana) if o["kind"] == "NetworkPolicy"
                     for r in o["spec"]["ingress"] for s in r["from"]]
     assert not [s for s in every_source if "ipBlock" in s]  # no address range unless the lab's host
+
+
+def test_the_hub_may_spawn_in_learners_namespaces_and_nowhere_else():
+    """KubeSpawner with user namespaces: cluster-wide only reads of pods and events and namespace
+    creation; pod creation and deletion through a RoleBinding in each learner's main namespace."""
+    watch, binding, spawner = classroom.hub_roles()
+    cluster_verbs = {(r, v) for rule in watch["rules"] for r in rule["resources"] for v in rule["verbs"]}
+    assert cluster_verbs == {("pods", "get"), ("pods", "list"), ("pods", "watch"), ("events", "get"),
+                             ("events", "list"), ("events", "watch"), ("namespaces", "create")}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "hub", "namespace": "k8snb-hub"}]
+    assert binding["roleRef"]["name"] == watch["metadata"]["name"]
+    assert spawner["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "create", "delete"]}]
+    ana = classroom.Learner("ana")
+    (rb,) = [o for o in classroom.learner_objects(ana) if o["metadata"]["name"] == classroom.SPAWNER_ROLE]
+    assert rb["metadata"]["namespace"] == ana.namespace and rb["subjects"] == binding["subjects"]
 
 
 def test_the_classroom_role_is_the_learner_role_under_its_own_name():
