@@ -24,7 +24,9 @@ from .wait import wait_deployment, wait_endpoints
 
 def scale_and_wait(cluster: Cluster, replicas: int, deployment: str = "nginx-hello", service: str = "nginx-svc",
                    namespace: str = NAMESPACE, timeout: float = 120.0) -> pd.DataFrame:
-    """Scale, wait until the Service lists exactly `replicas` ready endpoints; return the endpoints."""
+    """Scale, wait until the Service lists exactly `replicas` ready endpoints; return those: the
+    replicas. After a scale-down, pods still terminating linger in the EndpointSlice (ready False)
+    for a while; they are not replicas any more, and a spread over them would plot empty bars."""
     check_replicas(replicas)
     scale(cluster, deployment, replicas, namespace)
     wait_deployment(cluster, deployment, namespace, timeout=timeout)
@@ -32,8 +34,9 @@ def scale_and_wait(cluster: Cluster, replicas: int, deployment: str = "nginx-hel
         wait_endpoints(cluster, service, namespace, count=_endpoint_count(cluster, service, namespace, replicas),
                        timeout=timeout)
     eps = endpoints(cluster, service, namespace)
+    eps = eps[eps["ready"].astype(bool)].reset_index(drop=True)
     if replicas and can_carry_traffic(cluster):
-        _wait_programmed(cluster, service, namespace, set(eps.loc[eps["ready"], "pod"].dropna()))
+        _wait_programmed(cluster, service, namespace, set(eps["pod"].dropna()))
     return eps
 
 
@@ -149,10 +152,8 @@ def sweep(cluster: Cluster, replica_counts: Iterable[int] = range(1, 6), n: int 
             raise InvalidInput("a sweep needs at least one replica at every step (0 has nobody to answer)")
     results, expected = {}, {}
     for k in counts:
-        eps = scale_and_wait(cluster, k, deployment, service, namespace)
-        # The replicas of this step are the ready endpoints: pods still terminating from a larger
-        # count linger in the EndpointSlice (ready False) but are not replicas any more.
-        expected[k] = sorted(set(eps.loc[eps["ready"].astype(bool), "pod"].dropna()))
+        eps = scale_and_wait(cluster, k, deployment, service, namespace)  # the ready ones: this step's replicas
+        expected[k] = sorted(set(eps["pod"].dropna()))
         results[k] = sample(cluster, n, service, namespace, seed=None if seed is None else seed + k)
     return sweep_frame(results, expected)
 

@@ -40,8 +40,8 @@ def replica_explorer(cluster: Cluster, replicas: int = 3, n: int = 200, deployme
             out.clear_output(wait=True)
             with out:
                 display(plot_spread(summary))
-            status.value = (f"{len(frame)} requests over {slider.value} replicas "
-                            f"({summary.attrs['mode']}); chi-square p = {summary.attrs['p_value']:.3f}")
+            status.value = (f"{len(frame)} requests over {len(summary)} replicas "
+                            f"({summary.attrs['mode']}); chi-square p = {summary.attrs['p_value']:.3g}")
         except Exception as exc:  # noqa: BLE001 — show the error in the widget, keep it usable
             status.value = f"<b>error:</b> {exc}"
         finally:

@@ -47,6 +47,19 @@ def test_sweep_scaling_down_to_one_lists_exactly_one_replica(cluster, article):
     assert sweep["count"].tolist() == [100] and sweep["p_value"].tolist() == [1.0]
 
 
+def test_the_explorer_after_a_scale_down_plots_the_slider_s_replicas(cluster, article):
+    """The handout's explorer once plotted 5 bars (2 empty, p = 7e-28) under '3 replicas': the two
+    pods still terminating from 5 were counted as replicas."""
+    ns, _ = article
+    k8snb.scale_and_wait(cluster, 5, namespace=ns)
+    eps = k8snb.scale_and_wait(cluster, 3, namespace=ns)
+    assert len(eps) == 3 and eps["ready"].all() and eps["pod"].nunique() == 3, eps
+    box = k8snb.replica_explorer(cluster, replicas=3, n=150, namespace=ns)
+    status = box.children[1].value
+    assert status.startswith("150 requests over 3 replicas (measured)"), status
+    assert float(status.rsplit("= ", 1)[1]) > 1e-4, status  # three even replicas, not two empty bars
+
+
 def test_sweep_one_to_five_writes_a_plot(cluster, article, tmp_path):
     ns, _ = article
     sweep = k8snb.sweep(cluster, range(1, 6), n=100, namespace=ns)
