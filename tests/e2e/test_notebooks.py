@@ -57,6 +57,14 @@ def test_notebook_runs_top_to_bottom(path, cluster, executed):
         sticky = re.search(r"With sessionAffinity ClientIP, \d+ new connections from one client reached (\d+) of "
                            r"(\d+) pods; back at None, \d+ reached (\d+) \(measured\)", text)
         assert sticky and sticky.group(1) == "1" and int(sticky.group(3)) >= 2, sticky and sticky.group(0)
+        # The explorer's first result, as the handout shows it: the slider's 3 replicas after the
+        # sweep's 5, not 5 bars of which 2 empty (pods still terminating were once counted).
+        states = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+        lines = [m["state"].get("value", "") for m in states.values() if m.get("model_name") == "HTMLModel"]
+        explorer = [x for x in lines if re.match(r"\d+ requests over \d+ replicas", x)]
+        assert explorer, "the replica explorer left no result line"
+        got = re.match(r"(\d+) requests over (\d+) replicas \(measured\); chi-square p = (\S+)", explorer[0])
+        assert got and got.group(2) == "3" and float(got.group(3)) > 1e-4, explorer[0]
         # The broken Services show their symptom, and the unedited fixes are still 'Not yet'.
         assert text.count("Not yet:") >= 4, "the unedited exercises must say Not yet"
     if path.name.startswith("04_") and expected == "measured":
