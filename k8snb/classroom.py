@@ -9,8 +9,8 @@ Built from standard parts only, the way Zero to JupyterHub sets up users:
   (manifests/learner-rbac.yaml), plus cluster-wide reads of nodes and the Service range only;
 - a ResourceQuota and a LimitRange per namespace, sized from the course's measured needs;
 - a NetworkPolicy per namespace admitting traffic only from the learner's own namespaces, and one
-  admitting the hub's proxy (and nothing else) to the learner's JupyterLab port. RBAC does not stop one pod from calling another's
-  Service; the policy does, where the cluster's network plugin enforces policies;
+  admitting the hub's proxy (and nothing else) to the learner's JupyterLab port. RBAC does not stop
+  one pod from calling another's Service; the policy does, where the network plugin enforces it;
 - a kubeconfig per learner with a TokenRequest token (short-lived: the cluster may shorten it).
 `down` deletes exactly what carries the classroom label: namespaces, ClusterRoleBindings and the
 classroom's ClusterRoles; `status` says what exists, what each learner uses, and whether the
@@ -124,6 +124,9 @@ def learners(names: list[str] | None = None, count: int | None = None) -> list[L
         raise InvalidInput("no learners: the names file lists none")
     if len({x.name for x in result}) != len(result):
         raise InvalidInput("learner names repeat: each learner needs a name of their own")
+    if SHARED in {x.name for x in result}:
+        raise InvalidInput(f"{SHARED!r} is the classroom's label for what belongs to the whole class; "
+                           "pick another learner name")
     taken: dict[str, str] = {HUB_NAMESPACE: "the classroom's hub"}
     for x in result:
         for ns in x.namespaces:
@@ -284,10 +287,12 @@ def _ensure_classroom_namespace(cluster: Cluster, obj: dict, timeout: float = NA
         cluster.api.request("POST", "/api/v1/namespaces", body=obj)
         return
     labels = existing["metadata"].get("labels") or {}
-    if not ours(existing) or labels.get(CLASSROOM) != obj["metadata"]["labels"][CLASSROOM]:
+    owner = obj["metadata"]["labels"][CLASSROOM]
+    if not ours(existing) or labels.get(CLASSROOM) != owner:
+        who, fix = (("the class's hub", "Remove it yourself if it is not needed") if owner == SHARED else
+                    (f"learner {owner}", "Pick another learner name, or remove the namespace yourself"))
         raise Conflict(f"namespace {name} already exists and was not created by `k8snb classroom up` for "
-                       f"learner {obj['metadata']['labels'][CLASSROOM]}; it was left untouched. Pick another "
-                       "learner name, or remove the namespace yourself.")
+                       f"{who}; it was left untouched. {fix}.")
 
 
 def _up_one(cluster: Cluster, learner: Learner, quota: Quota, hub: HubSource) -> None:

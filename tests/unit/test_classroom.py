@@ -33,7 +33,7 @@ def test_numbered_and_named_learners(tmp_path):
 
 
 @pytest.mark.parametrize("names", [["ana", "ana"], ["Ana"], ["x" * (classroom.MAX_NAME + 1)], [],
-                                   ["ana", "ana-nginx"], ["hub"]])
+                                   ["ana", "ana-nginx"], ["hub"], ["shared"]])
 def test_bad_learner_lists_are_refused(names):
     with pytest.raises(InvalidInput):
         classroom.learners(names, count=None)
