@@ -146,6 +146,11 @@ def _labels(learner: Learner) -> dict:
     return {PART_OF: COURSE, CLASSROOM: learner.name}
 
 
+def _shared_labels() -> dict:
+    """The labels of what `up` makes for the whole class (roles, the lab hub's namespace and account)."""
+    return {PART_OF: COURSE, CLASSROOM: SHARED}
+
+
 def _meta(name: str, learner: Learner, namespace: str | None = None) -> dict:
     meta = {"name": name, "labels": _labels(learner)}
     if namespace:
@@ -157,7 +162,7 @@ def read_role() -> dict:
     """The classroom's only cluster-wide reads: nodes (the tables' node IPs and podCIDRs) and the
     Service range. Not namespaces, not DaemonSets: those would list other learners' names."""
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": READ_ROLE, "labels": {PART_OF: COURSE, CLASSROOM: SHARED}},
+            "metadata": {"name": READ_ROLE, "labels": _shared_labels()},
             "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
                       {"apiGroups": ["networking.k8s.io"], "resources": ["servicecidrs"], "verbs": ["get", "list"]}]}
 
@@ -168,7 +173,7 @@ def hub_roles() -> list[dict]:
     create the learner's; an existing one answers 409, which it accepts). In each learner's main
     namespace only (a RoleBinding per learner): create and delete the server pod. So the hub, which
     learners' pods can reach, holds neither the teacher's rights nor any other namespace's pods."""
-    shared = {PART_OF: COURSE, CLASSROOM: SHARED}
+    shared = _shared_labels()
     subject = {"kind": "ServiceAccount", "name": HUB_ACCOUNT, "namespace": HUB_NAMESPACE}
     return [
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
@@ -188,7 +193,7 @@ def hub_roles() -> list[dict]:
 def learner_role() -> dict:
     """The course's learner ClusterRole (manifests/learner-rbac.yaml), renamed for the classroom."""
     role = next(d for d in load("learner-rbac") if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "k8snb-learner")
-    role["metadata"] = {"name": LEARNER_ROLE, "labels": {PART_OF: COURSE, CLASSROOM: SHARED}}
+    role["metadata"] = {"name": LEARNER_ROLE, "labels": _shared_labels()}
     return role
 
 
@@ -366,9 +371,9 @@ def lab_hub_kubeconfig(cluster: Cluster, seconds: int) -> dict:
     same (`hub` in k8snb-hub, made here and labelled for the whole class, so `down` removes it) and
     a kubeconfig with a token for it, so that it spawns with hub_roles()' rights, not the teacher's."""
     _ensure_classroom_namespace(cluster, {"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": HUB_NAMESPACE, "labels": {PART_OF: COURSE, CLASSROOM: SHARED}}})
+        "name": HUB_NAMESPACE, "labels": _shared_labels()}})
     apply(cluster, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
-        "name": HUB_ACCOUNT, "namespace": HUB_NAMESPACE, "labels": {PART_OF: COURSE, CLASSROOM: SHARED}}})
+        "name": HUB_ACCOUNT, "namespace": HUB_NAMESPACE, "labels": _shared_labels()}})
     bearer, _ = _token(cluster, HUB_NAMESPACE, HUB_ACCOUNT, seconds)
     return _kubeconfig(cluster, "k8snb-hub", HUB_NAMESPACE, bearer)
 
