@@ -167,7 +167,8 @@ def client_objects(target: str = "nginx-svc", namespace: str = NAMESPACE) -> lis
             "template": {
                 "metadata": {"labels": {"app": CLIENT_DEPLOYMENT},
                              "annotations": {CONFIG_HASH_ANNOTATION: digest}},
-                "spec": {"containers": [{
+                # `sleep` as PID 1 ignores SIGTERM: without a short grace every delete waits 30 s.
+                "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
                     "name": CLIENT_DEPLOYMENT, "image": CLIENT_IMAGE, "args": ["sleep", "infinity"],
                     "envFrom": [{"configMapRef": {"name": CLIENT_CONFIGMAP}}],
                 }]},

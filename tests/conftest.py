@@ -1,19 +1,86 @@
-"""Shared fixtures: a real cluster for the e2e tier, a namespace per test.
+"""Shared fixtures and the suite's two tiers.
+
+Tiers, by folder (what a test needs), so that a newcomer's `make test` proves the course quickly and
+CI's `make check` proves everything:
+- `make test` (README's command): tests/unit (no cluster), tests/course (the course on the current
+  cluster, each notebook executed once) and tests/browser (the handouts in Chromium);
+- `make check` (`.ci/run`): the above, then every test marked `check`: tests/lab (the lab's own
+  CLI, faults, security, network models, Docker beside it), tests/classroom, tests/packaging (the
+  wheel, Binder simulated) and tests/kind, plus single tests that re-run a notebook.
+A test marked `optin("VAR")` is deselected (never skipped) unless VAR is set: it needs a cluster or
+a host state the suite does not make itself (kind, a lab it may stop). With `CI` set, a test that
+skips is a failure: a missing prerequisite never hides.
 
 The cluster is, in order: the one KUBECONFIG points at (if it answers), the running lab, or a lab
-this session starts (simulated nodes unless K8SNB_LAB_NODES=real) and stops at the end. In CI
-(`CI` set) a missing cluster is a failure, never a silent skip.
+this session starts (simulated nodes unless K8SNB_LAB_NODES=real) and stops at the end.
 """
 from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
+import labtools
 import pytest
 
 import k8snb
 from k8snb import lab
 from k8snb.errors import K8snbError
+
+TESTS = Path(__file__).resolve().parent
+#: Folders of the first tier, `make test`: the course proven on one cluster.
+COURSE_TIER = {"unit", "course", "browser"}
+#: Folders whose every test is an opt-in: (folder, variable).
+OPTIN_FOLDERS = {"kind": "K8SNB_REQUIRE_KIND"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "check: CI's tier (`make check`), left out of `make test`")
+    config.addinivalue_line("markers", "optin(variable): runs only when the environment variable is set")
+    labtools.count_notebook_runs()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark the CI tier by folder and deselect the opt-ins whose variable is unset (before `-m`)."""
+    kept, dropped = [], []
+    for item in items:
+        folder = Path(item.path).resolve().relative_to(TESTS).parts[0]
+        if folder not in COURSE_TIER:
+            item.add_marker("check")
+        if folder in OPTIN_FOLDERS:
+            item.add_marker(pytest.mark.optin(OPTIN_FOLDERS[folder]))
+        wanted = [m.args[0] for m in item.iter_markers("optin")]
+        (kept if all(os.environ.get(v) for v in wanted) else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI a skip is a failure: a test that lacks its prerequisite must not pass unnoticed."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("CI") and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"CI is set, so this test may not skip: {reason}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    runs = labtools.NOTEBOOK_RUNS
+    line = ", ".join(f"{name} x{n}" for name, n in sorted(runs.items())) or "none"
+    terminalreporter.write_line(f"notebook executions in this run: {sum(runs.values())} ({line})")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """`make test` promises one execution per notebook: K8SNB_MAX_NOTEBOOK_RUNS holds it to that."""
+    limit = os.environ.get("K8SNB_MAX_NOTEBOOK_RUNS")
+    over = {n: c for n, c in labtools.NOTEBOOK_RUNS.items() if limit and c > int(limit)}
+    if over and session.exitstatus == 0:
+        print(f"\nnotebooks executed more than {limit} time(s): {over}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _fail_or_skip(reason: str):

@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
-import pytest
 import yaml
 
 import k8snb
@@ -65,23 +62,6 @@ def test_binder_environment_mirrors_the_root_one():
     # The package itself is installed by postBuild, once the repository is in place.
     assert binder_pip == [r for r in root_pip if r != "-e ."]
     assert "pip install" in (ROOT / "binder" / "postBuild").read_text()
-
-
-@pytest.mark.binder
-def test_binder_pip_section_installs_as_written_into_a_fresh_venv(tmp_path):
-    """What repo2docker does with the pip section: `pip install <lines>`, from PyPI. Uses pip's cache."""
-    _, pip = _env_deps(ROOT / "binder" / "environment.yml")
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                           *pip], capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, done.stderr[-3000:]
-    probe = subprocess.run([str(venv / "bin" / "python"), "-c",
-                            "import kubernetes, pandas, scipy, msgspec, yaml, tqdm, cryptography, ipywidgets, "
-                            "matplotlib, jupyterlab; print(kubernetes.__version__)"],
-                           capture_output=True, text=True, timeout=300)
-    assert probe.returncode == 0, probe.stderr
-    assert probe.stdout.strip().split(".")[0] == "37"
 
 
 # --- the repository slug: one place, README follows it -------------------------------------------

@@ -1,6 +1,9 @@
-"""Shared by the real-node tests: the running lab, driven with its own kubectl as a learner would."""
+"""Shared by the tests: the running lab, driven with its own kubectl as a learner would, and the
+count of notebook executions the suite prints at its end."""
 from __future__ import annotations
 
+import collections
+import functools
 import json
 import os
 import shlex
@@ -10,6 +13,32 @@ from pathlib import Path
 
 from k8snb.lab import binaries
 from k8snb.lab.plan import LabPlan
+
+
+#: Notebook name -> executions in this pytest run (the suite prints it; `make test` allows one each).
+NOTEBOOK_RUNS: collections.Counter[str] = collections.Counter()
+
+
+def count_notebook_run(path: Path | str, times: int = 1) -> None:
+    """Record executions made outside this process (in a pod, by nbconvert, in a browser)."""
+    NOTEBOOK_RUNS[Path(path).stem] += times
+
+
+def count_notebook_runs() -> None:
+    """Count every in-process execution: they all go through the course's one runner."""
+    from k8snb import handouts
+
+    if getattr(handouts.run_notebook, "counted", False):
+        return
+    run = handouts.run_notebook
+
+    @functools.wraps(run)
+    def counted(nb, path, *args, **kwargs):
+        count_notebook_run(path)
+        return run(nb, path, *args, **kwargs)
+
+    counted.counted = True
+    handouts.run_notebook = counted
 
 
 class RunningLab:

@@ -190,7 +190,7 @@ def test_node_tables_show_the_data_path(lab: RunningLab, pair):
     assert neigh and neigh[0]["lladdr"] == links.loc["eth0", "mac"], neigh
 
 
-@pytest.mark.skipif(not SWITCH, reason="set K8SNB_TEST_MODELS=1 to start and stop the labs")
+@pytest.mark.optin("K8SNB_TEST_MODELS")  # starts and stops the labs
 def test_down_leaves_nothing_of_the_model(lab: RunningLab, pair):
     k8snb_lab.down(quiet=True)
     deadline = time.monotonic() + 10

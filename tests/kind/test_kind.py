@@ -100,7 +100,7 @@ def test_the_registry_serves_only_kinds_network(engine):
     assert listeners and all(not a.startswith(("*", "0.0.0.0", "[::]")) for a in listeners), listeners
 
 
-@pytest.mark.skipif(not os.environ.get("K8SNB_TEST_KIND_DOWN"), reason="destroys the cluster: K8SNB_TEST_KIND_DOWN=1")
+@pytest.mark.optin("K8SNB_TEST_KIND_DOWN")  # destroys the cluster
 def test_down_leaves_nothing(engine):
     bridge = "br-" + kind._network(engine)["Id"][:12]
     exported = Path(kind._record()["exported_to"])

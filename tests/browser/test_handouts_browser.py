@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import labtools
+import playwright.sync_api as playwright
 import pytest
 
 import k8snb
@@ -30,7 +31,6 @@ def built(cluster, executed):
 
 
 def test_every_handout_loads_offline_with_plots_and_slider(built, cluster):
-    playwright = pytest.importorskip("playwright.sync_api")
     out, index = built
     pages = sorted(p for p in out.glob("*.html") if p.name != "index.html")
     assert [p.stem[:3] for p in pages] == ["00_", "01_", "02_", "03_", "04_"]

@@ -234,7 +234,7 @@ def test_pod_and_service_ranges_stay_in_the_lab(lab: Lab):
     assert "MASQUERADE" not in "\n".join(line for line in nat.splitlines() if "k8snb0" in line or plan.pod_cidr in line)
 
 
-@pytest.mark.skipif(not os.environ.get("K8SNB_TEST_LAB_DOWN"), reason="set K8SNB_TEST_LAB_DOWN=1 to stop the lab")
+@pytest.mark.optin("K8SNB_TEST_LAB_DOWN")  # stops the lab
 def test_down_leaves_nothing(lab: Lab):
     from k8snb.lab import down
 

@@ -23,6 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import labtools
 import pytest
 import yaml
 
@@ -152,6 +153,10 @@ def test_postbuild_and_start_as_non_root(binder_home, mirror):
     pip_lines = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
     pip = as_user([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *pip_lines], env, timeout=1800)
     assert pip.returncode == 0, pip.stderr[-3000:]
+    probe = as_user([str(venv / "bin" / "python"), "-c",
+                     "import kubernetes, pandas, scipy, msgspec, yaml, tqdm, cryptography, ipywidgets, "
+                     "matplotlib, jupyterlab; print(kubernetes.__version__)"], env, timeout=300)
+    assert probe.returncode == 0 and probe.stdout.strip().split(".")[0] == "37", probe.stdout + probe.stderr
 
     post = as_user(["bash", str(repo / "binder" / "postBuild")], env, cwd=repo, timeout=900)
     assert post.returncode == 0, post.stdout[-2000:] + post.stderr[-2000:]
@@ -192,6 +197,7 @@ def test_postbuild_and_start_as_non_root(binder_home, mirror):
         assert server_env["KUBECONFIG"] == str(binder_home / ".local" / "state" / "k8snb" / "lab" / "kubeconfig")
         run_env = dict(env, KUBECONFIG=server_env["KUBECONFIG"], K8SNB_LAB_LOG=server_env["K8SNB_LAB_LOG"])
         out = binder_home / "00_setup.out.ipynb"
+        labtools.count_notebook_run("00_setup")
         executed = as_user([str(venv / "bin" / "jupyter"), "nbconvert", "--to", "notebook", "--execute",
                             "--ExecutePreprocessor.timeout=400", f"--output={out}",
                             str(repo / "notebooks" / "00_setup.ipynb")], run_env, cwd=repo / "notebooks",

@@ -23,9 +23,8 @@ from k8snb.lab import wait as lab_wait
 from k8snb.lab.plan import LabPlan
 from labtools import firewall_rules, remove_rules_added_since
 
-pytestmark = [pytest.mark.realnodes,
-              pytest.mark.skipif(not os.environ.get("K8SNB_TEST_DOCKER"),
-                                 reason="starts a Docker engine and a lab: K8SNB_TEST_DOCKER=1")]
+#: It starts a Docker engine and a lab.
+pytestmark = [pytest.mark.realnodes, pytest.mark.optin("K8SNB_TEST_DOCKER")]
 
 DEBIAN_DOCKERD = Path("/usr/sbin/dockerd")
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +105,7 @@ def test_the_lab_carries_traffic_beside_docker(lab_beside_docker):
     env = {**os.environ, "KUBECONFIG": str(lab.kubeconfig_path()), "K8SNB_REQUIRE_REAL": "1"}
     env.pop("K8SNB_TEST_LAB_DOWN", None)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "tests/e2e/test_realnodes.py", "tests/e2e/test_traffic_real.py"],
+                           "tests/lab/test_realnodes.py", "tests/course/test_traffic_real.py"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     print(proc.stdout[-3000:])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

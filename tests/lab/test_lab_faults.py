@@ -26,9 +26,8 @@ import pytest
 
 from labtools import leftovers
 
-pytestmark = [pytest.mark.realnodes,
-              pytest.mark.skipif(not os.environ.get("K8SNB_TEST_FAULTS"),
-                                 reason="set K8SNB_TEST_FAULTS=1 (root, no lab running) to interrupt real labs")]
+#: Root, no lab running: it interrupts real labs under the default names.
+pytestmark = [pytest.mark.realnodes, pytest.mark.optin("K8SNB_TEST_FAULTS")]
 
 NODES = ("k8snb-control-plane", "k8snb-worker", "k8snb-worker2")
 UP_TIMEOUT = 300
