@@ -163,11 +163,24 @@ def namespace2(cluster):
     cluster.api.delete(f"/api/v1/namespaces/{name}")
 
 
+@pytest.fixture(scope="session")
+def article_namespaces(cluster):
+    """The two namespaces the article's objects live in for the whole session: set up once, where
+    each test used to make its own pair (a namespace, three Deployments, two Services each time)."""
+    names = _namespace(cluster, "a"), _namespace(cluster, "a2")
+    yield names
+    for name in names:
+        cluster.api.delete(f"/api/v1/namespaces/{name}")
+
+
 @pytest.fixture
-def article(cluster, needs_traffic, namespace, namespace2):
-    """The article's objects in two fresh namespaces, set up as notebook 03 does: applied, every
-    Deployment ready, both Services answering the client. Returns (namespace, nginx namespace)."""
+def article(cluster, needs_traffic, article_namespaces):
+    """The article's objects, set up as notebook 03 does and brought back to that state before
+    each test (applied again, one replica, every Deployment ready, both Services answering the
+    client): what one test scaled, replaced or broke does not leak into the next.
+    Returns (namespace, nginx namespace)."""
     from k8snb import course
 
-    course.ensure_article(cluster, namespace=namespace, nginx_namespace=namespace2)
-    return namespace, namespace2
+    namespace, nginx_namespace = article_namespaces
+    course.ensure_article(cluster, namespace=namespace, nginx_namespace=nginx_namespace)
+    return namespace, nginx_namespace

@@ -53,9 +53,11 @@ def kube_apiserver(ctx: Context, node_flags: list[str]) -> list[str]:
         f"--etcd-keyfile={certs['apiserver-etcd-client'].key}",
         # One address, the lab's own (loopback, or the lab bridge for real nodes): never every
         # address of the machine. No anonymous requests; kubelets may only touch their own Node.
+        # No Service may claim an externalIP (CVE-2020-8554: any address's traffic, another
+        # learner's or the hub's, would be drawn to whoever creates Services).
         f"--bind-address={plan.api_bind}",
         "--anonymous-auth=false",
-        "--enable-admission-plugins=NodeRestriction",
+        "--enable-admission-plugins=NodeRestriction,DenyServiceExternalIPs",
         f"--secure-port={plan.api_port}",
         f"--tls-cert-file={certs['apiserver'].cert}", f"--tls-private-key-file={certs['apiserver'].key}",
         f"--client-ca-file={certs['ca'].cert}",

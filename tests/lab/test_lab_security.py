@@ -114,3 +114,19 @@ def test_pods_cannot_reach_a_host_listener_on_every_address(lab, pod):
         thread.join(5)
     assert not accepted, f"a pod reached the host's port {port} from {accepted}"
     assert probe.returncode != 0 and "timed out" in probe.stderr, probe.stderr
+
+
+def test_a_service_claiming_an_external_ip_is_refused(lab):
+    """CVE-2020-8554: whoever may create Services could draw any address's traffic (another
+    learner's, the hub's API on the lab bridge) with `externalIPs`; the lab's API server refuses
+    them (DenyServiceExternalIPs). Dry-run on the server: admission runs, nothing is stored."""
+    proc = lab.kubectl("create", "--dry-run=server", "-f", "-", check=False, stdin="""
+apiVersion: v1
+kind: Service
+metadata: {name: k8snb-external-ip-probe, namespace: default}
+spec:
+  selector: {app: nobody}
+  ports: [{port: 18081}]
+  externalIPs: [172.29.0.1]
+""")
+    assert proc.returncode != 0 and "externalIPs" in proc.stderr and "denied" in proc.stderr, proc.stderr
