@@ -49,6 +49,9 @@ SERVER_PORT = 8888
 #: puts on its proxy and hub pods so that its own policies admit them to the servers.
 HUB_NAMESPACE = "k8snb-hub"
 HUB_ACCESS_LABEL = "hub.jupyter.org/network-access-singleuser"
+#: The chart's label for who may call the hub's API: its server pods carry it, and with
+#: `interNamespaceAccessLabels: accept` (z2jh-values.yaml) their namespace must carry it too.
+HUB_API_ACCESS_LABEL = "hub.jupyter.org/network-access-hub"
 #: The chart's hub ServiceAccount (Zero to JupyterHub names it `hub`); the lab's hub uses one too.
 HUB_ACCOUNT = "hub"
 HUB_WATCH_ROLE = "k8snb-classroom-hub"
@@ -63,26 +66,81 @@ DOWN_TIMEOUT = 180.0
 
 @dataclass(frozen=True)
 class Quota:
-    """What one learner may use in each of their namespaces.
+    """What one learner may use in their main namespace.
 
     The pod count follows the course: notebook 03's replica slider goes to 10 nginx-hello pods
     (widgets.MAX_REPLICAS), beside netshoot, notebook 01's client and the learner's JupyterLab, plus
     one surge pod of a rolling update: 14. A learner who scales to 50 is stopped there, with the
     quota's message. CPU and memory are sized from the footprint measured on the lab (README,
     "Teaching a class"); the LimitRange gives the article's pods, which request nothing, a small
-    request so that the quota can count them.
+    request so that the quota can count them, and limits small enough that the slider's maximum
+    fits beside the JupyterLab server (`fits_the_course`). Every countable kind has a ceiling:
+    Services, ConfigMaps, ephemeral storage, one LoadBalancer.
     """
 
     pods: int = 14
     requests_cpu: str = "1"
     requests_memory: str = "2Gi"
-    limits_cpu: str = "4"
+    limits_cpu: str = "6"
     limits_memory: str = "4Gi"
+    requests_storage: str = "2Gi"
+    limits_storage: str = "16Gi"
+    services: int = 10
+    configmaps: int = 10
+    loadbalancers: int = 1
+    nodeports: int = 3
     #: LimitRange defaults for a container that says nothing (the article's manifests say nothing).
     default_request_cpu: str = "10m"
     default_request_memory: str = "32Mi"
-    default_limit_cpu: str = "500m"
-    default_limit_memory: str = "256Mi"
+    default_request_storage: str = "64Mi"
+    default_limit_cpu: str = "300m"
+    default_limit_memory: str = "128Mi"
+    default_limit_storage: str = "1Gi"
+    #: LimitRange maximum per container: the JupyterLab server's own limits (lab/hub.py, z2jh-values).
+    max_cpu: str = "1"
+    max_memory: str = "1Gi"
+    max_storage: str = "2Gi"
+
+    def hard(self) -> dict[str, str]:
+        return {"pods": str(self.pods), "requests.cpu": self.requests_cpu, "requests.memory": self.requests_memory,
+                "limits.cpu": self.limits_cpu, "limits.memory": self.limits_memory,
+                "requests.ephemeral-storage": self.requests_storage, "limits.ephemeral-storage": self.limits_storage,
+                "services": str(self.services), "configmaps": str(self.configmaps),
+                "services.loadbalancers": str(self.loadbalancers), "services.nodeports": str(self.nodeports)}
+
+    def limit_range(self) -> dict:
+        return {"type": "Container",
+                "defaultRequest": {"cpu": self.default_request_cpu, "memory": self.default_request_memory,
+                                   "ephemeral-storage": self.default_request_storage},
+                "default": {"cpu": self.default_limit_cpu, "memory": self.default_limit_memory,
+                            "ephemeral-storage": self.default_limit_storage},
+                "max": {"cpu": self.max_cpu, "memory": self.max_memory, "ephemeral-storage": self.max_storage}}
+
+    def fits_the_course(self, server_cpu: float = 1.0, server_memory_mib: float = 1024.0) -> bool:
+        """Whether the slider's maximum fits: every pod but the JupyterLab server at the defaults."""
+        others = self.pods - 1
+        return (others * _cpu(self.default_limit_cpu) + server_cpu <= _cpu(self.limits_cpu)
+                and others * _mib(self.default_limit_memory) + server_memory_mib <= _mib(self.limits_memory)
+                and others * _cpu(self.default_request_cpu) <= _cpu(self.requests_cpu))
+
+
+#: The `-nginx` namespace holds one Deployment and its Service (the cross-namespace lesson): a
+#: quota of its own, no LoadBalancer and no NodePort.
+SECOND_QUOTA = Quota(pods=4, requests_cpu="250m", requests_memory="512Mi", limits_cpu="2", limits_memory="1Gi",
+                     requests_storage="512Mi", limits_storage="4Gi", services=3, configmaps=5, loadbalancers=0,
+                     nodeports=0)
+#: Priority classes a learner's pod may not take: they would preempt other learners' servers.
+CRITICAL_PRIORITIES = ("system-node-critical", "system-cluster-critical")
+
+
+def _cpu(value: str) -> float:
+    return float(value[:-1]) / 1000 if value.endswith("m") else float(value)
+
+
+def _mib(value: str) -> float:
+    units = {"Mi": 1.0, "Gi": 1024.0, "M": 1e6 / 2**20, "G": 1e9 / 2**20}
+    unit = next(u for u in units if value.endswith(u))
+    return float(value[:-len(unit)]) * units[unit]
 
 
 @dataclass(frozen=True)
@@ -198,11 +256,41 @@ def learner_role() -> dict:
 
 
 def network_policy(learner: Learner, namespace: str) -> dict:
-    """Ingress to every pod of the namespace only from the learner's own two namespaces."""
+    """Ingress to every pod of the namespace only from the learner's own two namespaces, matched by
+    name (`kubernetes.io/metadata.name`, which the API server sets and nobody can change): a label
+    of our own could be put on any namespace by whoever may label one."""
+    names = {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(learner.namespaces)}
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": _meta("k8snb-own-namespaces", learner, namespace),
             "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [
-                {"from": [{"namespaceSelector": {"matchLabels": {CLASSROOM: learner.name}}}]}]}}
+                {"from": [{"namespaceSelector": {"matchExpressions": [names]}}]}]}}
+
+
+#: The ValidatingAdmissionPolicy (and its binding) `up` applies on any cluster: no Service in a
+#: classroom namespace may claim externalIPs (CVE-2020-8554: it would draw that address's traffic,
+#: another learner's or the hub's). The lab's API server also refuses them for everybody.
+EXTERNAL_IPS_POLICY = "k8snb-classroom-no-external-ips"
+
+
+def external_ips_policy() -> list[dict]:
+    shared = _shared_labels()
+    api = "admissionregistration.k8s.io/v1"
+    return [
+        {"apiVersion": api, "kind": "ValidatingAdmissionPolicy",
+         "metadata": {"name": EXTERNAL_IPS_POLICY, "labels": shared},
+         "spec": {"failurePolicy": "Fail",
+                  "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                                                          "operations": ["CREATE", "UPDATE"],
+                                                          "resources": ["services"]}]},
+                  "validations": [{"expression": "!has(object.spec.externalIPs) || size(object.spec.externalIPs) == 0",
+                                   "message": "externalIPs are not allowed in a classroom namespace "
+                                              "(CVE-2020-8554: they would take other learners' traffic)"}]}},
+        {"apiVersion": api, "kind": "ValidatingAdmissionPolicyBinding",
+         "metadata": {"name": EXTERNAL_IPS_POLICY, "labels": shared},
+         "spec": {"policyName": EXTERNAL_IPS_POLICY, "validationActions": ["Deny"],
+                  "matchResources": {"namespaceSelector": {"matchExpressions": [
+                      {"key": CLASSROOM, "operator": "Exists"}]}}}},
+    ]
 
 
 @dataclass(frozen=True)
@@ -240,12 +328,14 @@ def server_policy(learner: Learner, hub: HubSource) -> dict:
                      "ingress": [{"from": sources, "ports": [{"port": SERVER_PORT, "protocol": "TCP"}]}]}}
 
 
-def learner_objects(learner: Learner, quota: Quota = Quota(), hub: HubSource = HubSource()) -> list[dict]:
+def learner_objects(learner: Learner, quota: Quota = Quota(), hub: HubSource = HubSource(),
+                    second_quota: Quota = SECOND_QUOTA) -> list[dict]:
     """Everything `up` creates for one learner, namespaces first."""
     objs: list[dict] = []
     for ns in learner.namespaces:
+        hub_access = {HUB_API_ACCESS_LABEL: "true"} if ns == learner.namespace else {}
         objs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-            "name": ns, "labels": {**_labels(learner), "pod-security.kubernetes.io/enforce": "baseline"}}})
+            "name": ns, "labels": {**_labels(learner), "pod-security.kubernetes.io/enforce": "baseline", **hub_access}}})
     objs.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(LEARNER_ACCOUNT, learner, learner.namespace)})
     subject = {"kind": "ServiceAccount", "name": LEARNER_ACCOUNT, "namespace": learner.namespace}
     for ns in learner.namespaces:
@@ -253,17 +343,15 @@ def learner_objects(learner: Learner, quota: Quota = Quota(), hub: HubSource = H
                      "metadata": _meta(LEARNER_ROLE, learner, ns),
                      "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": LEARNER_ROLE},
                      "subjects": [subject]})
+        mine = quota if ns == learner.namespace else second_quota
         objs.append({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": _meta("k8snb-learner", learner, ns),
-                     "spec": {"hard": {"pods": str(quota.pods), "requests.cpu": quota.requests_cpu,
-                                       "requests.memory": quota.requests_memory, "limits.cpu": quota.limits_cpu,
-                                       "limits.memory": quota.limits_memory, "services.loadbalancers": "1",
-                                       "services.nodeports": "3"}}})
+                     "spec": {"hard": mine.hard()}})
+        objs.append({"apiVersion": "v1", "kind": "ResourceQuota",
+                     "metadata": _meta("k8snb-no-critical-priority", learner, ns),
+                     "spec": {"hard": {"pods": "0"}, "scopeSelector": {"matchExpressions": [
+                         {"scopeName": "PriorityClass", "operator": "In", "values": list(CRITICAL_PRIORITIES)}]}}})
         objs.append({"apiVersion": "v1", "kind": "LimitRange", "metadata": _meta("k8snb-learner", learner, ns),
-                     "spec": {"limits": [{"type": "Container",
-                                          "defaultRequest": {"cpu": quota.default_request_cpu,
-                                                             "memory": quota.default_request_memory},
-                                          "default": {"cpu": quota.default_limit_cpu,
-                                                      "memory": quota.default_limit_memory}}]}})
+                     "spec": {"limits": [mine.limit_range()]}})
         objs.append(network_policy(learner, ns))
     objs.append(server_policy(learner, hub))
     objs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
@@ -314,7 +402,7 @@ def up(cluster: Cluster, group: list[Learner], quota: Quota = Quota(), workers: 
     (`hub`: where the hub's proxy calls from; hub_source(cluster) unless given).
     One row per learner: namespaces and seconds taken. Safe to re-run."""
     hub = hub or hub_source(cluster)
-    for role in (learner_role(), read_role(), *hub_roles()):
+    for role in (learner_role(), read_role(), *hub_roles(), *external_ips_policy()):
         apply(cluster, role)
 
     def one(learner: Learner) -> dict:
@@ -405,6 +493,14 @@ def classroom_namespaces(cluster: Cluster, learners_only: bool = True) -> list[d
     return cluster.api.list("/api/v1/namespaces", labelSelector=selector)
 
 
+#: What `up` makes outside any namespace, in the order `down` deletes it.
+CLUSTER_WIDE = (("/apis/admissionregistration.k8s.io/v1", "validatingadmissionpolicybindings",
+                 "ValidatingAdmissionPolicyBinding"),
+                ("/apis/admissionregistration.k8s.io/v1", "validatingadmissionpolicies", "ValidatingAdmissionPolicy"),
+                ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", "ClusterRoleBinding"),
+                ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", "ClusterRole"))
+
+
 def down(cluster: Cluster, timeout: float = DOWN_TIMEOUT) -> pd.DataFrame:
     """Delete every learner's namespaces (and so everything in them), the lab hub's namespace if
     `up --hub` made it, the classroom's ClusterRoleBindings and ClusterRoles; wait until the
@@ -415,8 +511,8 @@ def down(cluster: Cluster, timeout: float = DOWN_TIMEOUT) -> pd.DataFrame:
         name = ns["metadata"]["name"]
         if cluster.api.delete(f"/api/v1/namespaces/{name}"):
             rows.append({"kind": "Namespace", "name": name})
-    for plural, kind in (("clusterrolebindings", "ClusterRoleBinding"), ("clusterroles", "ClusterRole")):
-        path = f"/apis/rbac.authorization.k8s.io/v1/{plural}"
+    for prefix, plural, kind in CLUSTER_WIDE:
+        path = f"{prefix}/{plural}"
         for item in cluster.api.list(path, labelSelector=selector):
             if cluster.api.delete(f"{path}/{item['metadata']['name']}"):
                 rows.append({"kind": kind, "name": item["metadata"]["name"]})

@@ -52,6 +52,9 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "ResourceQuota": ("/api/v1", "resourcequotas", True),
     "LimitRange": ("/api/v1", "limitranges", True),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", True),
+    "ValidatingAdmissionPolicy": ("/apis/admissionregistration.k8s.io/v1", "validatingadmissionpolicies", False),
+    "ValidatingAdmissionPolicyBinding": ("/apis/admissionregistration.k8s.io/v1",
+                                         "validatingadmissionpolicybindings", False),
 }
 #: Order in which cleanup deletes (workloads before the Services that front them, namespaces last).
 CLEANUP_ORDER = ("Deployment", "Pod", "Service", "ConfigMap", "RoleBinding", "Role", "ServiceAccount",

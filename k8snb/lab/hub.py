@@ -11,9 +11,10 @@ Safety, as for the rest of the lab:
 - the proxy (where learners log in) listens on 127.0.0.1 only; the hub's API listens on the lab
   bridge, which is not routed off the machine, and one iptables rule lets the lab's pods reach it
   for as long as the hub runs (the lab otherwise drops everything from pods to the host);
-- learners log in with the classroom's password (JupyterHub's SharedPasswordAuthenticator, only the
-  classroom's learner names), the teacher's API token is a service token; both are random and kept
-  in files of mode 0600 in the lab's private state directory;
+- each learner logs in with a password of their own (hubauth.LearnerPasswordAuthenticator, constant-
+  time comparison; one shared password would let every learner log in as every other), the teacher's
+  API token is a service token; all random, in files of mode 0600 in the lab's private state
+  directory, and kept when `up --hub` runs again (new learners get a new line);
 - the hub talks to the cluster as the classroom's hub account (classroom.hub_roles: it watches pods
   and events and creates pods in learners' main namespaces only), not with the lab's admin kubeconfig;
 - both processes are lab processes (PID files in the lab state): `classroom down` and `lab down`
@@ -46,6 +47,8 @@ PROXY_API_PORT = 18001  # the hub tells the proxy its routes here, on 127.0.0.1
 HUB_PORT = 18081  # the hub's API, on the lab bridge: pods call it
 TEACHER = "k8snb-teacher"  # the service whose token drives the hub's REST API
 RULE_COMMENT = "k8snb-hub"
+#: One `name password` line per learner (mode 0600): the teacher hands out each line.
+PASSWORDS = "learner-passwords"
 START_TIMEOUT = 60.0
 #: The hub's own token (classroom.lab_hub_kubeconfig): one class day and a night; `up --hub` renews it.
 HUB_TOKEN_SECONDS = 24 * 3600
@@ -55,12 +58,13 @@ HUB_TOKEN_SECONDS = 24 * 3600
 class Hub:
     url: str  # where learners log in
     api: str  # the REST API, for the teacher's token
-    password_file: Path
+    password_file: Path  # `name password` per line: hand each learner their own line
     token_file: Path
     image: str
 
     def lines(self) -> list[str]:
-        return [f"JupyterHub: {self.url} (log in with a learner's name and the password in {self.password_file})",
+        return [f"JupyterHub: {self.url} (each learner logs in with their name and their own password, "
+                f"one `name password` line each in {self.password_file})",
                 f"  single-user image {self.image}; teacher's API token in {self.token_file}"]
 
 
@@ -93,6 +97,14 @@ def _secret(path: Path, nbytes: int) -> str:
     return value
 
 
+def read_passwords(path: Path) -> dict[str, str]:
+    """`name password` per line (what start writes; hubauth checks logins against it); no file: nobody."""
+    if not path.exists():
+        return {}
+    pairs = (line.split(None, 1) for line in path.read_text().splitlines() if line.strip())
+    return {name: password.strip() for name, password in pairs}
+
+
 def config(directory: Path, image: str, learners: list[str], host_ip: str) -> str:
     """The hub's jupyterhub_config.py: Zero to JupyterHub's choices for KubeSpawner, written out."""
     from ..classroom import LEARNER_ACCOUNT, NAMESPACE_PREFIX, SECOND_SUFFIX, SERVER_PORT
@@ -120,8 +132,8 @@ c.ConfigurableHTTPProxy.should_start = False  # a lab process of its own, stoppe
 c.ConfigurableHTTPProxy.api_url = s["proxy_api"]
 c.ConfigurableHTTPProxy.auth_token = secret("proxy-token")
 
-c.JupyterHub.authenticator_class = "shared-password"
-c.SharedPasswordAuthenticator.user_password = secret("learner-password")
+c.JupyterHub.authenticator_class = "k8snb.lab.hubauth.LearnerPasswordAuthenticator"
+c.LearnerPasswordAuthenticator.passwords_file = str(d / "learner-passwords")
 c.Authenticator.allowed_users = set(s["learners"])
 c.JupyterHub.services = [{{"name": s["teacher"], "api_token": secret("teacher-token")}}]
 c.JupyterHub.load_roles = [{{"name": "k8snb-teacher", "services": [s["teacher"]],
@@ -183,14 +195,17 @@ def start(learners: list[str], log=print) -> Hub:
         raise LabError("the classroom's hub spawns JupyterLab pods: it needs the lab's real nodes "
                        "(`k8snb lab up --nodes real`); simulated nodes run no pod")
     state = state_dir()
+    passwords = read_passwords(state / "hub" / PASSWORDS)  # kept across a restart
     if processes.read(state, "jupyterhub") or processes.read(state, "configurable-http-proxy"):
         stop()  # a new learner list or image: the hub reads its configuration at start only
     image = singleuser.build(log)
     addons.publish(state, [image])
     ref = f"{image.recipe.repository}:{image.recipe.tag}"
     directory = hub_dir()
-    for name, size in (("proxy-token", 32), ("learner-password", 12), ("teacher-token", 32)):
+    for name, size in (("proxy-token", 32), ("teacher-token", 32)):
         _secret(directory / name, size)
+    passwords = {name: passwords.get(name) or secrets.token_urlsafe(12) for name in sorted(learners)}
+    write_private(directory / PASSWORDS, "".join(f"{name} {pw}\n" for name, pw in passwords.items()))
     write_private(directory / "jupyterhub_config.py", config(directory, ref, learners, plan.host_ip))
     write_private(directory / "hub.json", json.dumps({"image": ref}))
     write_private(directory / "kubeconfig", _hub_kubeconfig())
@@ -232,7 +247,7 @@ def running() -> Hub | None:
 
 def _hub(directory: Path, image: str) -> Hub:
     return Hub(f"http://127.0.0.1:{PROXY_PORT}/", f"http://127.0.0.1:{PROXY_PORT}/hub/api",
-               directory / "learner-password", directory / "teacher-token", image)
+               directory / PASSWORDS, directory / "teacher-token", image)
 
 
 def stop() -> bool:

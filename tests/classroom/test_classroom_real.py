@@ -89,7 +89,43 @@ def test_up_made_every_learner_their_objects(teacher, room):
     classroom.up(teacher, group)
     table = classroom.status(teacher)
     assert sorted(table["learner"]) == [x.name for x in group]
-    assert (table["network_policies"] == 2).all() and (table["pods_quota"] == 2 * classroom.Quota().pods).all()
+    assert (table["network_policies"] == 2).all()
+    assert (table["pods_quota"] == classroom.Quota().pods + classroom.SECOND_QUOTA.pods).all()
+    for _, plural, kind in classroom.CLUSTER_WIDE[:2]:  # the externalIPs policy and its binding
+        assert teacher.api.exists(f"/apis/admissionregistration.k8s.io/v1/{plural}/{classroom.EXTERNAL_IPS_POLICY}")
+
+
+def test_a_learners_service_may_not_claim_an_external_ip(teacher, room):
+    """CVE-2020-8554: a Service with `externalIPs: [172.29.0.1]` on the hub's port would draw the
+    other learners' servers' calls to the hub, tokens included. Refused: on the lab by its API
+    server's DenyServiceExternalIPs, on any cluster by the policy `classroom up` applies."""
+    group, files = room
+    a = group[0]
+    mine = k8snb.connect(quiet=True, kubeconfig=files[a.name])
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "grab", "namespace": a.namespace},
+               "spec": {"selector": {"app": "grab"}, "ports": [{"port": 18081}], "externalIPs": ["172.29.0.1"]}}
+    with pytest.raises(k8snb.K8snbError, match="(?i)external ?ips") as refused:
+        mine.api.request("POST", f"/api/v1/namespaces/{a.namespace}/services", body=service,
+                         params={"dryRun": "All"})
+    assert getattr(refused.value, "status", None) in (403, 422), refused.value
+    # The policy itself, whatever the API server's own plugins: the teacher's dry run in a classroom
+    # namespace meets it too (on the lab, the plugin may answer first).
+    with pytest.raises(k8snb.K8snbError, match="(?i)external ?ips"):
+        teacher.api.request("POST", f"/api/v1/namespaces/{a.namespace}/services", body=service,
+                            params={"dryRun": "All"})
+
+
+def test_a_learners_pod_may_not_take_a_critical_priority(teacher, room):
+    """A pod at system-node-critical would preempt other learners' servers: the classroom's quota
+    for those priority classes is zero pods."""
+    group, _ = room
+    ns = group[0].namespace
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "preempt", "namespace": ns},
+           "spec": {"priorityClassName": "system-node-critical",
+                    "containers": [{"name": "c", "image": "nicolaka/netshoot", "args": ["sleep", "1"]}]}}
+    with pytest.raises(k8snb.K8snbError, match="(?i)quota|forbidden") as refused:
+        teacher.api.request("POST", f"/api/v1/namespaces/{ns}/pods", body=pod, params={"dryRun": "All"})
+    assert getattr(refused.value, "status", None) == 403, refused.value
 
 
 def test_up_refuses_a_namespace_it_did_not_make(teacher, room):
@@ -150,6 +186,11 @@ def test_the_quota_stops_a_learner_who_scales_to_50(teacher, room):
     a = group[2]
     mine = k8snb.connect(quiet=True, kubeconfig=files[a.name])
     k8snb.article(mine, namespace=a.namespace, nginx_namespace=a.second_namespace)
+    # Notebook 03's slider maximum fits (the quota leaves room for the JupyterLab server beside it).
+    from k8snb.widgets import MAX_REPLICAS
+
+    k8snb.scale(mine, "nginx-hello", MAX_REPLICAS, namespace=a.namespace)
+    assert len(k8snb.wait_deployment(mine, "nginx-hello", a.namespace, timeout=180, progress=False)) == MAX_REPLICAS
     k8snb.scale(mine, "nginx-hello", 50, namespace=a.namespace)
     with pytest.raises(k8snb.NotReadyInTime, match="refuses to create more: .*exceeded quota"):
         k8snb.wait_deployment(mine, "nginx-hello", a.namespace, timeout=120, progress=False)
@@ -228,10 +269,14 @@ def test_jupyterhub_spawns_six_servers_and_each_runs_notebook_03(teacher, room, 
     try:
         _hub_has_the_spawner_rights_only(labhub.hub_dir() / "kubeconfig", group)
         token = hub.token_file.read_text().strip()
-        password = hub.password_file.read_text().strip()
-        assert _log_in(hub, group[0].name, password) == 302
-        assert _log_in(hub, group[0].name, password + "x") == 403
-        assert _log_in(hub, "not-a-learner", password) == 403
+        passwords = labhub.read_passwords(hub.password_file)
+        assert sorted(passwords) == sorted(x.name for x in group) and len(set(passwords.values())) == len(group)
+        assert os.stat(hub.password_file).st_mode & 0o077 == 0
+        a, b = group[0].name, group[1].name
+        assert _log_in(hub, a, passwords[a]) == 302
+        assert _log_in(hub, a, passwords[b]) == 403  # B's password does not open A's server
+        assert _log_in(hub, a, passwords[a] + "x") == 403
+        assert _log_in(hub, "not-a-learner", passwords[a]) == 403
         for learner in group:
             _hub_api(hub, "POST", f"/users/{learner.name}/server", token)
         deadline = time.monotonic() + 300

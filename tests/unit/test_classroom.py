@@ -43,7 +43,7 @@ def test_every_object_of_a_learner_is_labelled_and_kept_to_their_namespaces():
     ana = classroom.Learner("ana")
     objs = classroom.learner_objects(ana)
     kinds = [o["kind"] for o in objs]
-    assert kinds.count("Namespace") == 2 and kinds.count("ResourceQuota") == 2 and kinds.count("NetworkPolicy") == 3
+    assert kinds.count("Namespace") == 2 and kinds.count("ResourceQuota") == 4 and kinds.count("NetworkPolicy") == 3
     assert all(o["kind"] in KINDS for o in objs)
     for o in objs:
         labels = o["metadata"]["labels"]
@@ -51,10 +51,26 @@ def test_every_object_of_a_learner_is_labelled_and_kept_to_their_namespaces():
         assert o["metadata"].get("namespace", ana.namespace) in ana.namespaces
     own = [o for o in objs if o["metadata"]["name"] == "k8snb-own-namespaces"]
     assert [o["metadata"]["namespace"] for o in own] == list(ana.namespaces)
+    # Matched by the namespaces' names, which nobody can put on another namespace (a label can be).
+    by_name = {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(ana.namespaces)}
     assert all(o["spec"]["podSelector"] == {} and o["spec"]["ingress"] ==
-               [{"from": [{"namespaceSelector": {"matchLabels": {CLASSROOM: "ana"}}}]}] for o in own)
-    quota = next(o for o in objs if o["kind"] == "ResourceQuota")
-    assert int(quota["spec"]["hard"]["pods"]) < 50  # scaling to 50 is stopped
+               [{"from": [{"namespaceSelector": {"matchExpressions": [by_name]}}]}] for o in own)
+    quotas = {(o["metadata"]["namespace"], o["metadata"]["name"]): o["spec"] for o in objs if o["kind"] == "ResourceQuota"}
+    main, second = quotas[(ana.namespace, "k8snb-learner")]["hard"], quotas[(ana.second_namespace, "k8snb-learner")]["hard"]
+    assert int(main["pods"]) < 50  # scaling to 50 is stopped
+    for hard in (main, second):  # every countable kind has a ceiling
+        assert {"services", "configmaps", "requests.ephemeral-storage", "limits.ephemeral-storage",
+                "services.loadbalancers", "services.nodeports"} <= set(hard)
+    assert second["services.loadbalancers"] == second["services.nodeports"] == "0"  # one cloud LB per learner
+    assert int(second["pods"]) < int(main["pods"])
+    for ns in ana.namespaces:  # no pod of a learner's may take a critical priority and preempt others
+        critical = quotas[(ns, "k8snb-no-critical-priority")]
+        assert critical["hard"] == {"pods": "0"}
+        assert critical["scopeSelector"]["matchExpressions"][0]["values"] == list(classroom.CRITICAL_PRIORITIES)
+    limits = next(o for o in objs if o["kind"] == "LimitRange")["spec"]["limits"][0]
+    assert set(limits["max"]) == {"cpu", "memory", "ephemeral-storage"}
+    main_ns = next(o for o in objs if o["kind"] == "Namespace" and o["metadata"]["name"] == ana.namespace)
+    assert main_ns["metadata"]["labels"][classroom.HUB_API_ACCESS_LABEL] == "true"
     binding = next(o for o in objs if o["kind"] == "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == classroom.READ_ROLE
     assert classroom.read_role()["rules"][0]["resources"] == ["nodes"]  # no namespaces, no DaemonSets
@@ -131,7 +147,7 @@ def test_the_zero_to_jupyterhub_values_match_the_labs_hub(tmp_path):
 
     from k8snb.lab import hub, singleuser
 
-    for name in ("proxy-token", "learner-password", "teacher-token"):
+    for name in ("proxy-token", "teacher-token"):
         (tmp_path / name).write_text("secret\n")
     lab = _Config()
     exec(hub.config(tmp_path, f"{singleuser.REPOSITORY}:abc", ["ana", "bo"], "172.29.0.1"), {"c": lab})  # noqa: S102
@@ -139,7 +155,19 @@ def test_the_zero_to_jupyterhub_values_match_the_labs_hub(tmp_path):
     values = yaml.safe_load(text)
     assert f"-n {classroom.HUB_NAMESPACE} " in text  # where the server policy expects the chart's proxy
     spawner, single = values["hub"]["config"]["KubeSpawner"], values["singleuser"]
-    assert lab["JupyterHub"]["authenticator_class"] == values["hub"]["config"]["JupyterHub"]["authenticator_class"]
+    # One login per learner on both: the lab's own passwords, a site authenticator on a real cluster;
+    # never one password for the whole class.
+    assert lab["JupyterHub"]["authenticator_class"] == "k8snb.lab.hubauth.LearnerPasswordAuthenticator"
+    assert values["hub"]["config"]["JupyterHub"]["authenticator_class"] not in ("shared-password", "dummy")
+    assert "SharedPasswordAuthenticator" not in values["hub"]["config"]
+    # Each chart default the classroom cannot live with, set: the NET_ADMIN init container (refused
+    # by Pod Security baseline), egress to the cloud metadata address (blocked by the chart's policy
+    # instead), the hub's policy across namespaces, clear-text passwords.
+    assert single["cloudMetadata"]["blockWithIptables"] is False
+    assert single["networkPolicy"]["enabled"] is True
+    assert single["networkPolicy"]["egressAllowRules"]["cloudMetadataServer"] is False
+    assert values["hub"]["networkPolicy"]["interNamespaceAccessLabels"] == "accept"
+    assert values["proxy"]["https"]["enabled"] is True
     assert lab["KubeSpawner"]["enable_user_namespaces"] is spawner["enable_user_namespaces"] is True
     assert lab["KubeSpawner"]["user_namespace_template"] == spawner["user_namespace_template"] == \
         classroom.NAMESPACE_PREFIX + "{username}"
@@ -154,3 +182,24 @@ def test_the_zero_to_jupyterhub_values_match_the_labs_hub(tmp_path):
     ana = classroom.Learner("ana")
     rendered = {k: v.replace("{username}", "ana") for k, v in single["extraEnv"].items()}
     assert rendered == ana.environment() and learner.namespaces(rendered) == ana.namespaces
+
+
+def test_notebook_03s_slider_maximum_fits_the_learners_quota():
+    """10 nginx-hello replicas (the slider's maximum), netshoot, notebook 01's client and a surge
+    pod at the LimitRange's defaults, beside the JupyterLab server at its own limits (1 CPU, 1 GiB)."""
+    from k8snb.widgets import MAX_REPLICAS
+
+    quota = classroom.Quota()
+    assert quota.pods >= MAX_REPLICAS + 4
+    assert quota.fits_the_course(server_cpu=1.0, server_memory_mib=1024.0)
+    assert not classroom.Quota(default_limit_cpu="500m", limits_cpu="4").fits_the_course()  # the old quota did not
+
+
+def test_services_with_external_ips_are_refused_in_every_classroom_namespace():
+    policy, binding = classroom.external_ips_policy()
+    assert policy["kind"] == "ValidatingAdmissionPolicy" and binding["spec"]["validationActions"] == ["Deny"]
+    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"] == ["services"]
+    assert "externalIPs" in policy["spec"]["validations"][0]["expression"]
+    assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["key"] == CLASSROOM
+    assert all(o["kind"] in KINDS for o in (policy, binding))
+    assert {kind for _, _, kind in classroom.CLUSTER_WIDE} >= {policy["kind"], binding["kind"]}
