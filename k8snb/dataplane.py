@@ -76,11 +76,14 @@ def _modeled_chain(table: pd.DataFrame, why: str) -> pd.DataFrame:
 
 
 def kube_proxy_chain(cluster: Cluster, service: str = "nginx-svc", namespace: str = NAMESPACE,
-                     timeout: float = CHAIN_TIMEOUT) -> pd.DataFrame:
+                     timeout: float = CHAIN_TIMEOUT, connections: int = 0) -> pd.DataFrame:
     """kube-proxy's KUBE-SVC chain for `service`, read on a node where the course may run its node
     pod (`nodeview`): one row per rule (rule, chain, probability, effective_share, endpoint,
     connections, mode='measured'). `connections` is the rule's packet counter: new connections
-    through that node that took the rule.
+    through that node that took the rule. With `connections=n`, netshoot (on that node) opens n new
+    connections to the Service between two readings, and the column holds what each rule counted of
+    them: enough connections for the counters to show the 1/k shares beside them (a handful since
+    the chain was written can read "2, 0, 0" under shares of 1/3).
 
     Where the chain cannot be read (simulated nodes, a cluster refusing privileged pods, kube-proxy
     in nftables or IPVS mode, no kube-proxy) the rows are the chain iptables mode would write for
@@ -127,12 +130,35 @@ def kube_proxy_chain(cluster: Cluster, service: str = "nginx-svc", namespace: st
         return _modeled_chain(modeled, f"node {node} has no KUBE-SVC chain for {namespace}/{service} after "
                                        f"{timeout:.0f} s (read with `{nat.command}`)")
     table["mode"] = "measured"
+    if connections and got == wanted and table["connections"].notna().all():
+        via_pod = nat.via.startswith("pod ")
+        table = _counted(cluster, table, node, service, namespace, connections, lambda: (
+            nodeview.read_nat(cluster, node, namespace) if via_pod else _lab_nat(cluster, node)))
     lag = "" if got == wanted else (f" The node's chain lists {len(got)} endpoint(s), the EndpointSlices "
                                     f"{len(wanted)} ready: its kube-proxy has not caught up.")
     table.attrs.update(node=node, proxy_mode=mode, command=nat.command, how=(
         f"kube-proxy mode: iptables ({found}). Read on node {node} with `{nat.command}` ({nat.via}): chain "
         f"{table.attrs['svc_chain']}, {len(table)} rule(s) (measured)." + lag))
     return table
+
+
+def _counted(cluster: Cluster, table: pd.DataFrame, node: str, service: str, namespace: str,
+             n: int, read_nat) -> pd.DataFrame:
+    """`table` with `connections` replaced by what each rule counted of n new connections sent now
+    from netshoot, on `node`: the difference between two readings of the counters (`read_nat`
+    reads them again the way they were read first)."""
+    from .traffic import sample
+
+    sent = sample(cluster, n, service, namespace)
+    nat = read_nat()
+    after = parse_kube_svc_chain(nat.text, service, namespace) if nat is not None else None
+    if after is None or list(after["endpoint"]) != list(table["endpoint"]):
+        raise K8snbError(f"node {node}'s chain for {namespace}/{service} changed while its counters were read; "
+                         "run the cell again")
+    counted = table.copy()
+    counted["connections"] = after["connections"].to_numpy() - table["connections"].to_numpy()
+    counted.attrs.update(table.attrs, sent=n, answered=int(sent["ok"].sum()))
+    return counted
 
 
 def _who(cluster: Cluster, namespace: str, service: str, cluster_ip: str) -> dict[str, str]:

@@ -192,6 +192,23 @@ def _settled_endpoints(cluster: Cluster, svc: dict, namespace: str) -> list[dict
         time.sleep(0.5)
 
 
+#: How long a symptom waits for kube-proxy to write a new Service's rules (it syncs within a
+#: second or two of a change), and how long each try may take.
+PROGRAMMED_WAIT, TRY_SECONDS = 20.0, 3.0
+
+
+def _curl_once_programmed(cluster: Cluster, service: str, namespace: str):
+    """`curl -I` the Service once kube-proxy has written its rules. Until it has, the ClusterIP
+    leads nowhere and curl times out, whatever is broken; once it has, a Service without endpoints
+    is rejected and a wrong targetPort refused at the pod, at once. So a timeout is tried again
+    (within PROGRAMMED_WAIT) and the reply shown is always what curl printed on its last try."""
+    deadline = time.monotonic() + PROGRAMMED_WAIT
+    while True:
+        res = curl(cluster, service, namespace=namespace, head=True, timeout=TRY_SECONDS)
+        if res.ok or "(28)" not in res.error or time.monotonic() > deadline:
+            return res
+
+
 def symptom(cluster: Cluster, service: str, namespace: str = NAMESPACE) -> pd.DataFrame:
     """What a learner sees of a Service, in one row: selector, targetPort, ready endpoints (address:port),
     whether a request answers and its reply, mode (`kubectl get svc,endpointslices`; curl from netshoot)."""
@@ -199,7 +216,7 @@ def symptom(cluster: Cluster, service: str, namespace: str = NAMESPACE) -> pd.Da
     ready = _settled_endpoints(cluster, svc, namespace)
     port = (svc["spec"].get("ports") or [{}])[0]
     if can_carry_traffic(cluster):
-        res = curl(cluster, service, namespace=namespace, head=True)
+        res = _curl_once_programmed(cluster, service, namespace)
         answered, reply, mode = res.ok, res.status_line if res.ok else res.error, "measured"
     else:
         answered, reply = _modeled_reply(cluster, svc, ready, namespace)

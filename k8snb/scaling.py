@@ -197,11 +197,12 @@ def replace_pod(cluster: Cluster, app: str = "nginx", namespace: str = NAMESPACE
         # endpoints: a request made next cannot reach the pod that was deleted.
         ready = after[after["ready"].astype(bool)]
         _wait_programmed(cluster, service, namespace, set(ready["pod"].dropna()))
+    # `replicas`: the ready replicas when the pod was deleted, the k of "about one request in k fails".
     out = pd.DataFrame([
         {"phase": "before", "pod": victim["pod"], "ip": victim["address"], "node": victim["node"],
-         "answered_while_replacing": None},
+         "replicas": len(before), "answered_while_replacing": None},
         {"phase": "after", "pod": new["pod"], "ip": new["address"], "node": new["node"],
-         "answered_while_replacing": answered},
+         "replicas": len(before), "answered_while_replacing": answered},
     ])
     out.attrs["mode"] = mode
     out.attrs["probes"] = probes

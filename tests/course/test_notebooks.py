@@ -72,6 +72,12 @@ def test_notebook_runs_top_to_bottom(path, cluster, executed):
         # kube-proxy's chain is read on a node (the course's node pod), not computed.
         chain = re.search(r"kube-proxy's chain for \d+ endpoints \((\w+)\)", text)
         assert chain and chain.group(1) == "measured", chain and chain.group(0)
+        # The counters under the shares count enough connections to show them: every one of the
+        # connections sent took exactly one rule, and each rule took some.
+        counted = re.search(r"connections\s+([\d, ]+) \(of (\d+) new connections sent just before", text)
+        assert counted, "the chain's counters do not say how many connections they count"
+        counts = [int(x) for x in counted.group(1).split(",")]
+        assert sum(counts) == int(counted.group(2)) and min(counts) > 0, counted.group(0)
         # NodePort and the client's address, as the prose says: SNAT under Cluster on every node;
         # under Local the replica's node keeps the address and the others do not answer.
         policy = re.search(r"Cluster: (\d+) of (\d+) nodes answered and the pod saw your address on (\d+) of them.*"

@@ -97,3 +97,22 @@ def test_load_balancer_elsewhere_is_created_and_described(flavor, words):
     cluster = Cluster(api=None, context="c", server="https://example.invalid", version="v1.37.2", flavor=flavor)
     decision = servicetypes.load_balancer_decision(cluster)
     assert decision.create and words in decision.reason
+
+
+def test_the_course_never_writes_a_tools_output_for_it():
+    """A reply shown as measured is what the tool printed: no curl or nslookup message is composed
+    by the course (a 'curl: (6) Could not resolve host' once was, where curl never ran)."""
+    import re
+    from pathlib import Path
+
+    import k8snb
+
+    made_up = re.compile(r"""f?["']curl: \(\d""")
+    for path in Path(k8snb.__file__).parent.rglob("*.py"):
+        assert not made_up.search(path.read_text()), f"{path} writes a curl error itself"
+
+
+def test_the_plan_puts_the_nginx_namespace_under_every_notebook_that_makes_it():
+    plan = course.course_plan()
+    nginx = plan[(plan["kind"] == "Namespace") | (plan["name"] == "nginx")]
+    assert set(nginx["notebook"]) == {"01-04"}, nginx
