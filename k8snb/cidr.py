@@ -64,9 +64,11 @@ CNI_DAEMONSETS: tuple[tuple[str, str], ...] = (
     ("kube-router", "kube-router"),
     ("antrea-agent", "Antrea"),
     ("ovnkube-node", "OVN-Kubernetes"),
+    ("anetd", "GKE Dataplane V2 (Cilium, run by GKE as anetd)"),
+    ("azure-cns", "Azure CNI"),
     ("k8snb-routes", "k8snb-routes (the course's offline kind network: ptp and routes, as kindnet without its image)"),
 )
-UNKNOWN_CNI = "unknown (no known CNI DaemonSet in kube-system)"
+UNKNOWN_CNI = "unknown (no known CNI DaemonSet)"
 
 # host-local IPAM (used by kindnet, Flannel and the bridge plugin) never hands out the network
 # address nor the gateway (the first address, given to the node's bridge), nor on IPv4 the
@@ -302,7 +304,7 @@ def article_verdicts() -> pd.DataFrame:
 
 
 def guess_cni(daemonset_names: Iterable[str]) -> str:
-    """Name the CNI plugin from the kube-system DaemonSet names (first match in CNI_DAEMONSETS).
+    """Name the CNI plugin from DaemonSet names (first match in CNI_DAEMONSETS).
 
     The table's order, not the API's listing order, decides between several matches, so the answer
     is the same on every run.

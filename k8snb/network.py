@@ -37,17 +37,34 @@ def service_range(cluster: Cluster) -> str | None:
     return f"{ipaddress.ip_network(f'{ip}/16', strict=False)} (guessed from the kubernetes Service)"
 
 
+#: The lab's CNI per network model: node-local configuration, no DaemonSet.
+LAB_CNI = {"routed": "bridge + host-local (the lab's routed network: node-local CNI config, no DaemonSet)",
+           "flat": "ptp + host-local (the lab's flat network: node-local CNI config, no DaemonSet)"}
+
+
+def _daemonset_names(cluster: Cluster) -> list[str] | None:
+    """DaemonSet names in every namespace where allowed (Calico's operator runs calico-node in
+    calico-system), else in kube-system; None when neither may be listed."""
+    names, allowed = set(), False
+    for path in ("/apis/apps/v1/daemonsets", "/apis/apps/v1/namespaces/kube-system/daemonsets"):
+        try:
+            names |= {d["metadata"]["name"] for d in cluster.api.list(path)}
+            allowed = True
+        except Forbidden:
+            continue
+    return sorted(names) if allowed else None
+
+
 def cni_plugin(cluster: Cluster) -> str:
-    """The CNI plugin, guessed from kube-system DaemonSets (aws-node, calico-node, kindnet ...)."""
-    try:
-        ds = cluster.api.list("/apis/apps/v1/namespaces/kube-system/daemonsets")
-    except Forbidden:
+    """The CNI plugin, guessed from DaemonSets (aws-node, calico-node, kindnet, anetd ...)."""
+    if cluster.is_lab and (mode := lab_network(cluster)) in LAB_CNI:
+        return LAB_CNI[mode]
+    names = _daemonset_names(cluster)
+    if names is None:
         return "unknown (no permission to list DaemonSets in kube-system)"
-    name = guess_cni(d["metadata"]["name"] for d in ds)
+    name = guess_cni(names)
     if not name.startswith("unknown"):
         return name
-    if cluster.is_lab:
-        return "bridge (routed) or ptp (flat) + host-local: the lab's node-local CNI config, no DaemonSet"
     # CNIs built into the node agent run no DaemonSet: k3s embeds flannel, which still annotates
     # every node it manages (flannel.alpha.coreos.com/...).
     try:

@@ -165,3 +165,14 @@ def test_kind_address_plan_takes_the_configured_pod_range():
     without_config = network.address_plan(_cluster("other", {k: v for k, v in kind.items() if k != KUBEADM_CONFIG}))
     assert without_config["pod_range"] == "10.244.0.0/23"
     assert without_config["pod_range_source"].startswith("derived from node podCIDRs")
+
+
+def test_a_cni_outside_kube_system_is_named():
+    """Calico installed by its operator runs calico-node in calico-system; GKE Dataplane V2 runs anetd."""
+    calico = {"metadata": {"name": "calico-node", "namespace": "calico-system"}}
+    assert cni_plugin(_cluster("other", {"/apis/apps/v1/daemonsets": [calico], DAEMONSETS: []})) == "Calico"
+    anetd = {"metadata": {"name": "anetd", "namespace": "kube-system"}}
+    assert cni_plugin(_cluster("gke", {DAEMONSETS: [anetd]})).startswith("GKE Dataplane V2")
+    # A learner who may list only kube-system still gets the answer from there.
+    assert cni_plugin(_cluster("other", {"/apis/apps/v1/daemonsets": Forbidden("no"),
+                                         DAEMONSETS: [{"metadata": {"name": "cilium"}}]})) == "Cilium"
