@@ -7,6 +7,7 @@ came from: configuration the API exposes, or a derivation from what the nodes sh
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass
 
@@ -99,15 +100,33 @@ def _addresses(cluster: Cluster) -> _Addresses:
     )
 
 
+#: Where the lab's node subnet comes from when nobody passed one.
+LAB_NODE_SUBNET_SOURCE = "the lab's plan (`k8snb lab status`), where the lab put its nodes"
+
+
+def _node_subnet(cluster: Cluster, node_subnet: str | None) -> tuple[str | None, str | None]:
+    """(node subnet, where it came from if not from the caller). On the lab the plan knows it: the
+    course does not guess a /16 around three nodes of a /24. Elsewhere nothing in the API says it."""
+    if node_subnet is not None or not cluster.is_lab:
+        return node_subnet, None
+    from .lab import status
+
+    known = (status().plan or {}).get("node_subnet")
+    return (known, LAB_NODE_SUBNET_SOURCE) if known else (None, None)
+
+
 def network_model(cluster: Cluster, node_subnet: str | None = None) -> NetworkModel:
     """Pods on the node subnet ('flat') or on their own range ('separate'), decided from nodes and pods.
 
-    Only what any cluster shows through its API: the lab is judged like EKS or kind, from its node
-    and pod IPs, never from its own plan. Without `node_subnet` (your VPC or node subnet, e.g.
-    '10.0.0.0/16') the node network is inferred from the node IPs and the verdict says it is guessing.
+    The verdict is drawn from what any cluster shows through its API, the node and pod IPs, on the
+    lab as on EKS or kind. The node network they are compared with is `node_subnet` (your VPC or node
+    subnet, e.g. '10.0.0.0/16'), else on the lab its plan's, else inferred from the node IPs, and the
+    verdict then says it is guessing.
     """
     a = _addresses(cluster)
-    return classify(a.node_ips, a.pod_ips, a.pod_cidrs, node_subnet)
+    subnet, source = _node_subnet(cluster, node_subnet)
+    model = classify(a.node_ips, a.pod_ips, a.pod_cidrs, subnet)
+    return dataclasses.replace(model, node_network_source=source) if source else model
 
 
 #: Where a configured pod range comes from, when one is found.
@@ -184,7 +203,10 @@ def address_plan(cluster: Cluster, node_subnet: str | None = None) -> dict:
     """Everything `plots.plot_address_space` draws: ranges and the addresses inside them, and where
     the node network and the pod range come from (given, configured, or inferred and said so)."""
     a = _addresses(cluster)
-    model = classify(a.node_ips, a.pod_ips, a.pod_cidrs, node_subnet)
+    subnet, known_from = _node_subnet(cluster, node_subnet)
+    model = classify(a.node_ips, a.pod_ips, a.pod_cidrs, subnet)
+    if known_from:
+        model = dataclasses.replace(model, node_network_source=known_from)
     svc_range = service_range(cluster)
     configured, source = configured_pod_range(cluster)
     derived = pod_range(a.pod_cidrs)

@@ -46,6 +46,13 @@ def test_notebook_runs_top_to_bottom(path, cluster, executed):
     expected = "measured" if k8snb.can_carry_traffic(cluster) else "modeled"
     assert expected in text.lower(), f"{path.name} never says its traffic results are {expected}"
     assert "Traceback" not in text
+    if path.name.startswith("02_") and cluster.is_lab:
+        # The lab knows its node subnet: no /16 guessed around three nodes of a /24.
+        from k8snb.lab import status
+
+        plan = status().plan or {}
+        assert f"node network {plan['node_subnet']}: the lab's plan" in text, "02 guessed the lab's node network"
+        assert k8snb.network.LAB_CNI[plan["network"]] in text, "02 did not name the lab's CNI"
     if path.name.startswith("03_") and expected == "measured":
         # The pod's resolv.conf, read in netshoot, names kube-dns's ClusterIP; the headless answer is the pods.
         conf = re.search(r"nameserver (\S+) is the kube-dns Service's ClusterIP (\S+);.*\(measured\)\.", text)
