@@ -226,6 +226,11 @@ def _title(nb, fallback: str) -> str:
     return fallback
 
 
+#: The article the course follows, cited by title, series, publisher and date (no address is known).
+ARTICLE = ("「連載 第4回 Kubernetesネットワークの理解」 (part 4 of the series Understanding Kubernetes "
+           "networking), TECH ARTICLE, ジェニファーソフト (JenniferSoft) blog, 2024年04月01日")
+
+
 def _index(output: Path, handouts: list[Handout], cluster, mode: str, when: datetime) -> Path:
     rows = "\n".join(
         f'<li><a href="{html.escape(h.html)}">{html.escape(h.title)}</a> '
@@ -236,6 +241,7 @@ def _index(output: Path, handouts: list[Handout], cluster, mode: str, when: date
 <style>body{{font-family:sans-serif;max-width:48em;margin:2em auto;line-height:1.5}}
 .meta{{color:#666;font-size:90%}}</style></head>
 <body><h1>Kubernetes networking, hands-on: handouts</h1>
+<p>Following {html.escape(ARTICLE)}.</p>
 <p>Executed {when:%Y-%m-%d %H:%M} UTC against context <code>{html.escape(cluster.context)}</code>,
 Kubernetes {html.escape(cluster.version)} ({html.escape(cluster.flavor)}). Traffic results: <b>{mode}</b>.</p>
 <ol>

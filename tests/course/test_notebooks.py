@@ -120,6 +120,7 @@ def test_handout_is_offline(executed, cluster):
     out, index, _ = executed
     page = (out / f"{NOTEBOOKS[0].stem}.html").read_text()
     assert index.exists() and NOTEBOOKS[0].stem in index.read_text()
+    assert "JenniferSoft" in index.read_text() and "2024" in index.read_text()  # the article, named
     assert not CDN.findall(page), CDN.findall(page)[:3]
     assert (out / handouts.STATIC / "require.js").exists()
     assert cluster.context in page and cluster.version in page
