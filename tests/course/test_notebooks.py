@@ -53,6 +53,11 @@ def test_notebook_runs_top_to_bottom(path, cluster, executed):
         plan = status().plan or {}
         assert f"node network {plan['node_subnet']}: the lab's plan" in text, "02 guessed the lab's node network"
         assert k8snb.network.LAB_CNI[plan["network"]] in text, "02 did not name the lab's CNI"
+    if path.name.startswith("02_") and expected == "measured":
+        # The request's first packet, captured on the server's node: both pod IPs on every hop.
+        wire = re.search(r"Measured on \S+ with tcpdump: the request's SYN went in on (\S+)[^\n]*"
+                         r"unchanged on every hop: no NAT between the pods", text)
+        assert wire, "notebook 02 did not capture the packet between the pods"
     if path.name.startswith("03_") and expected == "measured":
         # The pod's resolv.conf, read in netshoot, names kube-dns's ClusterIP; the headless answer is the pods.
         conf = re.search(r"nameserver (\S+) is the kube-dns Service's ClusterIP (\S+);.*\(measured\)\.", text)

@@ -136,3 +136,25 @@ def test_pod_to_pod_on_simulated_nodes_is_modeled_without_exec(monkeypatch):
     frame = podnet.pod_to_pod(FakeCluster([NETSHOOT, *SERVERS], real_nodes=False))
     assert frame.iloc[0]["mode"] == "modeled" and frame.iloc[0]["seen"] == CLIENT.ip
     assert frame.attrs["summary"].startswith("Modeled, not measured")
+
+
+# --- the packet on the wire (k8snb.wire), on tcpdump's own output -----------------------------------
+TCPDUMP = """tcpdump: data link type LINUX_SLL2
+listening on any, link-type LINUX_SLL2 (Linux cooked v2), snapshot length 262144 bytes
+10:02:11.123456 eth0  In  IP 10.244.1.7.41234 > 10.244.2.5.80: Flags [S], seq 1, win 64240, length 0
+10:02:11.123501 cni0  Out IP 10.244.1.7.41234 > 10.244.2.5.80: Flags [S], seq 1, win 64240, length 0
+2 packets captured
+"""
+
+
+def test_tcpdump_lines_become_rows_and_one_sentence():
+    from k8snb import wire
+
+    frame = wire.parse_tcpdump(TCPDUMP, "k8snb-worker2")
+    assert list(frame["interface"]) == ["eth0", "cni0"] and list(frame["direction"]) == ["In", "Out"]
+    assert set(frame["src"]) == {"10.244.1.7"} and set(frame["dst"]) == {"10.244.2.5"} and frame["flags"][0] == "S"
+    said = wire.summary(frame, "10.244.1.7", "10.244.2.5", "k8snb-worker2")
+    assert said.startswith("Measured on k8snb-worker2") and "in on eth0, out on cni0" in said and "no NAT" in said
+    assert "saw no packet" in wire.summary(frame.iloc[0:0], "10.244.1.7", "10.244.2.5", "n")
+    argv = wire.capture_argv("10.244.1.7", "10.244.2.5")
+    assert argv[:3] == ["timeout", str(wire.CAPTURE_SECONDS), "tcpdump"] and "src host 10.244.1.7" in argv[-1]
