@@ -3,7 +3,8 @@
 Section 2 of the article contrasts two clusters. On EKS the AWS VPC CNI gives pods addresses from the
 nodes' own VPC subnets (pod 10.110.23.249 on node 10.110.24.222): pods on the node subnet. On a
 native kubespray cluster pods live in a range of their own (pod 10.233.104.127 on node
-192.168.1.101), which the nodes route or encapsulate. Either way pods reach each other without NAT.
+192.168.1.101), carried between nodes by the nodes' routes, an overlay or the underlying network.
+Either way pods reach each other without NAT.
 The code keeps the short keys 'flat' and 'separate' for the two (the lab's `--network flat|routed`
 matches them); a learner reads the words of MODEL_LABELS. Everything here is pure: plain strings in,
 a frozen dataclass or a DataFrame out, so the notebooks can reason about a live cluster and the
@@ -42,8 +43,10 @@ SEPARATE_MAX_SHARE = 0.1
 # What a learner reads for each model key. The parentheses keep the key's own word ('flat',
 # 'separate pod range') so the words can be matched to the code, the lab's flags and older notes.
 MODEL_LABELS = MappingProxyType({
-    "flat": "pods on the node subnet (flat, like the AWS VPC CNI)",
-    "separate": "pods on their own range (a separate pod range, like kind, Flannel, or kubespray with Calico)",
+    # "Flat" is kept for the article's sense (every pod reaches every pod directly), which every
+    # model meets; the verdicts say where the pods' addresses come from instead.
+    "flat": "pods on the node subnet (like the AWS VPC CNI)",
+    "separate": "pods on their own range (like kind, Flannel, or kubespray with Calico)",
     "mixed": "mixed (some pods on the node subnet, some on their own range)",
     "unknown": "unknown (no pod IPs or podCIDRs to compare with the node subnet)",
 })
@@ -216,8 +219,9 @@ def _verdict_from_pod_ips(node_net: Network, pods: list[Address], pod_net: Netwo
         return "flat", inside, f"{counted}, so pods take their addresses from the nodes' own range."
     if share <= SEPARATE_MAX_SHARE:
         return "separate", inside, (
-            f"{counted}, so pods use a range of their own{own_range}, which the nodes route or encapsulate "
-            "(still without NAT between pods)."
+            f"{counted}, so pods use a range of their own{own_range}, carried between nodes by the nodes' "
+            "routes, an overlay, or the underlying network (GKE VPC-native, AKS kubenet): the addresses alone "
+            "do not tell which (still without NAT between pods)."
         )
     return "mixed", inside, f"{counted}: some pods use node addresses and others a separate range."
 

@@ -86,7 +86,7 @@ def test_plot_address_space_has_a_row_per_range_with_its_addresses():
     fig = plots.plot_address_space(address_plan())
     assert len(fig.axes) == 4
     assert [scatter_points(ax) for ax in fig.axes] == [2, 1, 2, 2]
-    assert "separate pod range" in fig.get_suptitle()
+    assert "their own range" in fig.get_suptitle()
     assert png_size(fig) > MIN_PNG_BYTES
 
 
@@ -95,7 +95,7 @@ def test_plot_address_space_flat_puts_pods_in_the_node_row():
                         node_ips=["10.89.0.2"], pod_ips=["10.89.1.2", "10.89.1.3"], service_ips=[], model="flat")
     fig = plots.plot_address_space(plan)
     assert [scatter_points(ax) for ax in fig.axes] == [3, 2]
-    assert "flat" in fig.get_suptitle()
+    assert "node subnet" in fig.get_suptitle()
 
 
 def test_plot_address_space_merges_many_pod_cidrs():
