@@ -22,7 +22,8 @@ sys.path.insert(0, str(HERE))
 
 #: cold_start and lab_times last: they stop the course's real-nodes lab (only one can run) and
 #: start it again. cold_start takes about 20 minutes: it builds everything from empty caches.
-FIGURES = ("tables_synthetic", "tables_cluster", "sampling", "course", "classroom", "cold_start", "lab_times")
+FIGURES = ("tables_synthetic", "tables_cluster", "sampling", "course", "classroom", "suite_times", "cold_start",
+           "lab_times")
 COLUMNS = ("figure", "ours_s", "alternative", "alt_s", "ratio", "target", "met", "note")
 
 
@@ -57,6 +58,12 @@ def main(names: list[str]) -> int:
         print(f"bench: {name} took {time.perf_counter() - started:.0f} s", file=sys.stderr)
         kept[name] = got
     store.write_text(json.dumps(kept, indent=1, default=str) + "\n")
+    return write_results()
+
+
+def write_results() -> int:
+    """bench/RESULTS.md from every figure's last rows in bench/results.json."""
+    kept = json.loads((HERE / "results.json").read_text())
     md = table([row for name in FIGURES for row in kept.get(name, [])])
     print(md)
     machine = f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
