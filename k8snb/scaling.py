@@ -14,7 +14,7 @@ import pandas as pd
 from .cluster import Cluster
 from .learner import NAMESPACE
 from .errors import InvalidInput, LabError, NotFound, NotReadyInTime
-from .manifests import scale
+from .manifests import apply, load, scale
 from .names import dns_label, replicas as check_replicas
 from .probe import can_carry_traffic, pod_for
 from .tables import endpoints
@@ -158,14 +158,42 @@ def sweep(cluster: Cluster, replica_counts: Iterable[int] = range(1, 6), n: int 
     return sweep_frame(results, expected)
 
 
+def with_prestop(cluster: Cluster, seconds: int, namespace: str = NAMESPACE, service: str = "nginx-svc") -> None:
+    """The article's nginx-hello Deployment applied again, at its current replica count, with a
+    preStop `sleep <seconds>` on its container (none with 0: the article's manifest as shipped), and
+    rolled out. The delay keeps a deleted pod serving while every node's kube-proxy drops it."""
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or not 0 <= seconds <= 30:
+        raise InvalidInput(f"the preStop delay must be 0 to 30 seconds, got {seconds!r}")
+    deployment = load("nginx-deploy", namespace)[0]
+    current = cluster.api.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment['metadata']['name']}")
+    deployment["spec"]["replicas"] = current["spec"]["replicas"]
+    if seconds:
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        container["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", str(seconds)]}}}
+    apply(cluster, deployment)
+    ready = wait_deployment(cluster, deployment["metadata"]["name"], namespace, progress=False)
+    # The rollout replaced every pod: wait until the nodes' rules hold only the new ones, or the
+    # next measurement would count the rollout's own gap.
+    _wait_programmed(cluster, service, namespace, {p["metadata"]["name"] for p in ready})
+
+
 def replace_pod(cluster: Cluster, app: str = "nginx", namespace: str = NAMESPACE, service: str = "nginx-svc",
-                probes: int = 20, timeout: float = 120.0) -> pd.DataFrame:
+                probes: int = 20, timeout: float = 120.0, prestop_seconds: int = 0) -> pd.DataFrame:
     """Delete one pod behind `service`, keep requesting through the Service while the Deployment
     replaces it, and report old and new pod IPs and how many requests were answered.
 
     Returns one row per phase ('before', 'after') with pod and IP; the 'after' row holds the share
-    of the probes sent while the replacement started that were answered.
+    of the probes sent while the replacement started that were answered. With `prestop_seconds`,
+    nginx-hello gets a preStop delay first (`with_prestop`), and the article's manifest back after.
     """
+    if prestop_seconds:
+        with_prestop(cluster, prestop_seconds, namespace, service)
+        try:
+            out = replace_pod(cluster, app, namespace, service, probes, timeout)
+        finally:
+            with_prestop(cluster, 0, namespace, service)
+        out["prestop_seconds"] = prestop_seconds
+        return out
     dns_label(app, "app label")
     before = endpoints(cluster, service, namespace)
     # Only ready endpoints count: a pod still terminating from an earlier replacement may linger
@@ -204,6 +232,7 @@ def replace_pod(cluster: Cluster, app: str = "nginx", namespace: str = NAMESPACE
         {"phase": "after", "pod": new["pod"], "ip": new["address"], "node": new["node"],
          "replicas": len(before), "answered_while_replacing": answered},
     ])
+    out["prestop_seconds"] = 0
     out.attrs["mode"] = mode
     out.attrs["probes"] = probes
     return out

@@ -75,6 +75,11 @@ def test_notebook_runs_top_to_bottom(path, cluster, executed):
         assert explorer, "the replica explorer left no result line"
         got = re.match(r"(\d+) requests over (\d+) replicas \(measured\); chi-square p = (\S+)", explorer[0])
         assert got and got.group(2) == "3" and float(got.group(3)) > 1e-4, explorer[0]
+        # Graceful shutdown, measured: with a preStop delay every request sent while a pod is
+        # replaced is answered (the deleted pod keeps serving until every node dropped it).
+        grace = re.search(r"answered with the article's manifest, (\d+)% with a\s+(\d+) s preStop delay \(measured\)",
+                          text)
+        assert grace and grace.group(1) == "100", grace and grace.group(0)
         # The broken Services show their symptom, and the unedited fixes are still 'Not yet'.
         assert text.count("Not yet:") >= 4, "the unedited exercises must say Not yet"
     if path.name.startswith("04_") and expected == "measured":
