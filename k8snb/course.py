@@ -226,22 +226,24 @@ def _ready_endpoints(cluster: Cluster, fqdn: str | None) -> int:
     return len({e["address"] for e in endpoint_records(cluster, namespace, name) if e["ready"]})
 
 
-def ask(cluster: Cluster, names: list[str] | str, namespace: str = NAMESPACE) -> pd.DataFrame:
+def ask(cluster: Cluster, names: list[str] | str, namespace: str = NAMESPACE, client: str = "netshoot") -> pd.DataFrame:
     """Resolve each name as a pod in `namespace` would, then send `curl -I` to it.
 
-    Measured (pods carry traffic): `nslookup` and `curl -I` from the netshoot pod. Modeled: the
+    Measured (pods carry traffic): `nslookup` and `curl -I` from the pod labelled app=`client`
+    (netshoot; notebook 01 asks from its ConfigMap-fed client itself). Modeled: the
     DNS answer from `resolve_modeled`, and 'answered' means the Service has ready endpoints that
     kube-proxy would forward to. One row per name: query, fqdn, address, answered, reply, mode.
     """
     names = [names] if isinstance(names, str) else list(names)
     measured = can_carry_traffic(cluster)
     rows = []
+    pod = pod_for(cluster, client, namespace) if measured else None
     for name in names:
         if measured:
             # curl runs even when nslookup found nothing: the reply is always what curl printed
             # (its own resolver's error included), never a message the course made up for it.
-            lookup = nslookup(cluster, name, namespace=namespace)
-            res = curl(cluster, name, namespace=namespace, head=True)
+            lookup = nslookup(cluster, name, from_pod=pod, namespace=namespace)
+            res = curl(cluster, name, from_pod=pod, namespace=namespace, head=True)
             answered = res.ok
             reply = (res.status_line + (f" (Server: {res.headers['Server']})" if "Server" in res.headers
                                         else "")) if res.ok else res.error
