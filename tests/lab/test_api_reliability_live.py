@@ -371,6 +371,9 @@ def test_sample_with_its_client_pod_deleted_mid_run(real_cluster, real_ns, monke
     cluster = real_cluster
     objs = load("nginx-deploy", real_ns) + load("clusterip-svc", real_ns) + load("netshoot", real_ns)
     objs[0]["spec"]["replicas"] = 2
+    # The article's 30 s grace (the course's copy has 1 s): the deleted client lingers, terminating,
+    # long enough for `ps` to look inside it below.
+    objs[2]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 30
     apply_all(cluster, objs)
     wait.wait_deployment(cluster, "nginx-hello", real_ns, timeout=120, progress=False)
     wait.wait_deployment(cluster, "netshoot", real_ns, timeout=120, progress=False)
@@ -390,7 +393,7 @@ def test_sample_with_its_client_pod_deleted_mid_run(real_cluster, real_ns, monke
     assert len(rows) > 0 and rows["ok"].any(), "the rows answered before the deletion are kept"
     assert len(rows) < traffic.MAX_REQUESTS
     # No curl keeps running. The client pod is still terminating (its `sleep infinity` ignores
-    # SIGTERM for the 30 s grace period), so `ps` can still look inside it; the replacement client
+    # SIGTERM for the 30 s grace period set above), so `ps` can still look inside it; the replacement client
     # the Deployment starts and the nginx pods never ran the sample's curl, but are checked too.
     deadline = time.monotonic() + 5
     while (left := _curl_processes(cluster, real_ns, client)) and time.monotonic() < deadline:
