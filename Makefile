@@ -57,6 +57,8 @@ kind-test: venv
 	  tests/course/test_notebooks.py tests/course/test_traffic_real.py tests/course/test_nodeview_real.py \
 	  tests/course/test_dns_real.py tests/course/test_exercises_real.py tests/course/test_doctor.py tests/kind \
 	  tests/classroom/test_classroom_real.py::test_the_policy_is_measured_between_two_learners \
+	  tests/classroom/test_classroom_real.py::test_a_learners_service_may_not_claim_an_external_ip \
+	  tests/classroom/test_classroom_real.py::test_a_learners_pod_may_not_take_a_critical_priority \
 	  tests/classroom/test_classroom_real.py::test_down_leaves_no_namespace_account_or_binding \
 	  --deselect tests/course/test_notebooks.py::test_notebooks_converge_when_run_twice
 
