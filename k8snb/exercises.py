@@ -162,7 +162,8 @@ def _service(cluster: Cluster, service: str, namespace: str) -> dict:
 
 def _modeled_reply(cluster: Cluster, svc: dict, ready: list[dict], namespace: str) -> tuple[bool, str]:
     """Whether kube-proxy's DNAT would reach a listening port, from the API: ready endpoints whose
-    port one of the selected pods declares (simulated pods run nothing to refuse a connection)."""
+    port one of the selected pods declares (simulated pods run nothing to refuse a connection, so
+    the model has only `containerPort` to go by, which on real pods is documentation only)."""
     if not ready:
         return False, "no ready endpoint: kube-proxy would reject the connection"
     selector = selector_text(svc)
@@ -171,9 +172,9 @@ def _modeled_reply(cluster: Cluster, svc: dict, ready: list[dict], namespace: st
                 for c in pod["spec"].get("containers", []) for p in c.get("ports") or []}
     ports = {e["port"] for e in ready}
     if ports & declared:
-        return True, f"endpoint port {sorted(ports)} is a declared container port"
+        return True, f"endpoint port {sorted(ports)} is a declared container port (modeled: containerPort taken as listening)"
     return False, (f"endpoint port {sorted(ports)} is no declared container port {sorted(declared)}: "
-                   "the connection would be refused")
+                   "the connection would be refused (modeled: containerPort taken as listening)")
 
 
 def _settled_endpoints(cluster: Cluster, svc: dict, namespace: str) -> list[dict]:
@@ -296,8 +297,11 @@ def check_service_fixed(cluster: Cluster, service: str, namespace: str = NAMESPA
                                    "--show-labels`, set the selector and run the fix cell again.")
     return _verdict(False, "", f"{service} has {row['ready_endpoints']} ready endpoint(s) ({row['endpoints']}) but the "
                                f"request fails: {row['reply']} ({row['mode']}). The endpoints' port is the Service's "
-                               "targetPort: does any container listen there? `kubectl get pods -l app=nginx -o "
-                               "jsonpath='{..containerPort}'`, then set the targetPort and run the fix cell again.")
+                               "targetPort: does the pods' server listen there? A pod's `containerPort` is "
+                               "documentation only (nothing checks it); ask a pod directly: `kubectl get pods -l "
+                               "app=nginx -o wide`, then `kubectl exec deploy/netshoot -- curl -sI <pod IP>:<port>` "
+                               "for the targetPort and for 80. Set the targetPort that answers and run the fix cell "
+                               "again.")
 
 
 def check_node_port(cluster: Cluster, answer, namespace: str = NAMESPACE) -> Verdict:
