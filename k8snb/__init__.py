@@ -29,6 +29,7 @@ from .manifests import PART_OF, apply, article, cleanup, load, scale
 from .network import address_plan, cni_plugin, configured_pod_range, lab_network, network_model, service_range
 from .podnet import pod_to_pod
 from .wire import on_the_wire
+from .ladder import debug_ladder
 from .plots import plot_address_space, plot_spread, plot_sweep
 from .probe import can_carry_traffic, curl, exec_argv, nslookup, pod_for, resolve_modeled
 from .scaling import replace_pod, scale_and_wait, sweep
@@ -54,5 +55,5 @@ __all__ = [
     "headless_vs_clusterip", "name_forms", "resolv_conf", "service_env", "NODE_PORT_RANGE", "external_ip",
     "load_balancer_decision", "node_port", "node_port_reach", "service_types", "eni_limits", "max_nodes",
     "models_side_by_side", "lab_network", "affinity_compare", "client_address_by_policy",
-    "pod_to_pod", "on_the_wire", "configured_pod_range", "node_vpc_addresses", "NAMESPACE", "SECOND_NAMESPACE", "OTHER_SERVICE",
+    "pod_to_pod", "on_the_wire", "debug_ladder", "configured_pod_range", "node_vpc_addresses", "NAMESPACE", "SECOND_NAMESPACE", "OTHER_SERVICE",
 ]

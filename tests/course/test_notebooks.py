@@ -80,6 +80,9 @@ def test_notebook_runs_top_to_bottom(path, cluster, executed):
         grace = re.search(r"answered with the article's manifest, (\d+)% with a\s+(\d+) s preStop delay \(measured\)",
                           text)
         assert grace and grace.group(1) == "100", grace and grace.group(0)
+        # The debugging ladder stops where each exercise is broken: the selector, then the request.
+        assert "nginx-typo: the first rung that fails is '2. the selector matches ready pods'" in text
+        assert "nginx-wrongport: the first rung that fails is '5. a request answers'" in text
         # The broken Services show their symptom, and the unedited fixes are still 'Not yet'.
         assert text.count("Not yet:") >= 4, "the unedited exercises must say Not yet"
     if path.name.startswith("04_") and expected == "measured":
