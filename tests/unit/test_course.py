@@ -116,9 +116,3 @@ def test_the_plan_puts_the_nginx_namespace_under_every_notebook_that_makes_it():
     plan = course.course_plan()
     nginx = plan[(plan["kind"] == "Namespace") | (plan["name"] == "nginx")]
     assert set(nginx["notebook"]) == {"01-04"}, nginx
-
-
-def test_the_ladders_rungs_name_a_command_each():
-    from k8snb import ladder
-
-    assert ladder.COLUMNS == ("rung", "kubectl", "found", "ok", "mode")
