@@ -33,9 +33,15 @@ LABELS = {"test": "`make test`, lab up, caches warm (README's test command)",
 _SLOW = re.compile(r"^([\d.]+)s (setup|call|teardown)\s+(\S+)$", re.MULTILINE)
 
 
+def _short(test: str) -> str:
+    """tests/course/test_x.py::test_y[a/b] -> test_x.py::test_y[a/b] (ids may hold slashes too)."""
+    path, _, name = test.partition("::")
+    return f"{path.rsplit('/', 1)[-1]}::{name}"
+
+
 def slowest(log: str, n: int = 15) -> list[tuple[float, str]]:
     """The slowest test phases pytest printed (--durations), over every pytest run in `log`."""
-    found = [(float(s), f"{phase} {test.split('/')[-1]}") for s, phase, test in _SLOW.findall(log)]
+    found = [(float(s), f"{phase} {_short(test)}") for s, phase, test in _SLOW.findall(log)]
     return sorted(found, reverse=True)[:n]
 
 
