@@ -68,8 +68,9 @@ def write_results() -> int:
     print(md)
     machine = f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
     (HERE / "RESULTS.md").write_text(
-        f"# Benchmark results\n\nMeasured {dt.date.today().isoformat()} on {machine}, by `make bench` "
-        f"(bench/run.py).\nRatios are ours / alternative (lower is better), measured in the same run.\n\n{md}\n")
+        f"# Benchmark results\n\nWritten {dt.date.today().isoformat()} on {machine}, by bench/run.py. Each "
+        f"figure's rows are from its last run (`python bench/run.py <figure>` re-measures one and keeps the "
+        f"others' rows).\nRatios are ours / alternative (lower is better), measured in the same run.\n\n{md}\n")
     return 0
 
 

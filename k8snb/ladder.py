@@ -49,9 +49,10 @@ def debug_ladder(cluster: Cluster, service: str, namespace: str = NAMESPACE) -> 
     selector = selector_text(svc)
     pods = cluster.api.list(f"/api/v1/namespaces/{namespace}/pods", labelSelector=selector) if selector else []
     ready_pods = [p for p in pods if pod_ready(p)]
+    leaving = sum(1 for p in pods if p["metadata"].get("deletionTimestamp"))
     rows.append(_row("2. the selector matches ready pods", f"kubectl get pods -l {selector or '<none>'}",
-                     f"selector {selector or '(none)'} matches {len(pods)} pod(s), {len(ready_pods)} ready",
-                     bool(ready_pods), "measured"))
+                     f"selector {selector or '(none)'} matches {len(pods)} pod(s), {len(ready_pods)} ready"
+                     + (f", {leaving} terminating" if leaving else ""), bool(ready_pods), "measured"))
 
     ready = [e for e in endpoint_records(cluster, namespace, service) if e["ready"]]
     endpoints = sorted(f"{e['address']}:{e['port']}" for e in ready)
