@@ -113,7 +113,7 @@ def config(directory: Path, image: str, learners: list[str], host_ip: str) -> st
         "learners": sorted(learners), "image": image, "hub": f"http://{host_ip}:{HUB_PORT}",
         "proxy_api": f"http://127.0.0.1:{PROXY_API_PORT}", "public": f"http://127.0.0.1:{PROXY_PORT}",
         "dir": str(directory), "account": LEARNER_ACCOUNT, "prefix": NAMESPACE_PREFIX, "second": SECOND_SUFFIX,
-        "port": SERVER_PORT, "teacher": TEACHER,
+        "port": SERVER_PORT, "teacher": TEACHER, "passwords": PASSWORDS,
     }
     return f'''# Written by k8snb (k8snb/lab/hub.py); settings below, secrets read from files beside this one.
 import json, pathlib
@@ -133,7 +133,7 @@ c.ConfigurableHTTPProxy.api_url = s["proxy_api"]
 c.ConfigurableHTTPProxy.auth_token = secret("proxy-token")
 
 c.JupyterHub.authenticator_class = "k8snb.lab.hubauth.LearnerPasswordAuthenticator"
-c.LearnerPasswordAuthenticator.passwords_file = str(d / "learner-passwords")
+c.LearnerPasswordAuthenticator.passwords_file = str(d / s["passwords"])
 c.Authenticator.allowed_users = set(s["learners"])
 c.JupyterHub.services = [{{"name": s["teacher"], "api_token": secret("teacher-token")}}]
 c.JupyterHub.load_roles = [{{"name": "k8snb-teacher", "services": [s["teacher"]],

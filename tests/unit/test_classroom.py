@@ -158,6 +158,7 @@ def test_the_zero_to_jupyterhub_values_match_the_labs_hub(tmp_path):
     # One login per learner on both: the lab's own passwords, a site authenticator on a real cluster;
     # never one password for the whole class.
     assert lab["JupyterHub"]["authenticator_class"] == "k8snb.lab.hubauth.LearnerPasswordAuthenticator"
+    assert lab["LearnerPasswordAuthenticator"]["passwords_file"] == str(tmp_path / hub.PASSWORDS)
     assert values["hub"]["config"]["JupyterHub"]["authenticator_class"] not in ("shared-password", "dummy")
     assert "SharedPasswordAuthenticator" not in values["hub"]["config"]
     # Each chart default the classroom cannot live with, set: the NET_ADMIN init container (refused
