@@ -439,10 +439,12 @@ def _ca_data(cluster: Cluster) -> str | None:
 def kubeconfig(cluster: Cluster, learner: Learner, bearer: str, server: str | None = None) -> dict:
     """A kubeconfig for one learner: the teacher's API server and CA, the learner's token, and the
     learner's main namespace as the context's default (so kubectl's commands in the notebooks work)."""
-    return _kubeconfig(cluster, f"k8snb-{learner.name}", learner.namespace, bearer, server)
+    return account_kubeconfig(cluster, f"k8snb-{learner.name}", learner.namespace, bearer, server)
 
 
-def _kubeconfig(cluster: Cluster, name: str, namespace: str, bearer: str, server: str | None = None) -> dict:
+def account_kubeconfig(cluster: Cluster, name: str, namespace: str, bearer: str, server: str | None = None) -> dict:
+    """A kubeconfig for a ServiceAccount's token: `cluster`'s API server and CA, context `name`
+    with `namespace` as its default."""
     entry: dict = {"server": server or cluster.server}
     ca = _ca_data(cluster)
     if ca:
@@ -463,7 +465,7 @@ def lab_hub_kubeconfig(cluster: Cluster, seconds: int) -> dict:
     apply(cluster, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
         "name": HUB_ACCOUNT, "namespace": HUB_NAMESPACE, "labels": _shared_labels()}})
     bearer, _ = _token(cluster, HUB_NAMESPACE, HUB_ACCOUNT, seconds)
-    return _kubeconfig(cluster, "k8snb-hub", HUB_NAMESPACE, bearer)
+    return account_kubeconfig(cluster, "k8snb-hub", HUB_NAMESPACE, bearer)
 
 
 def write_kubeconfigs(cluster: Cluster, group: list[Learner], directory: str | Path,

@@ -115,6 +115,12 @@ def _node_subnet(cluster: Cluster, node_subnet: str | None) -> tuple[str | None,
     return (known, LAB_NODE_SUBNET_SOURCE) if known else (None, None)
 
 
+def _model(cluster: Cluster, a: _Addresses, node_subnet: str | None) -> NetworkModel:
+    subnet, source = _node_subnet(cluster, node_subnet)
+    model = classify(a.node_ips, a.pod_ips, a.pod_cidrs, subnet)
+    return dataclasses.replace(model, node_network_source=source) if source else model
+
+
 def network_model(cluster: Cluster, node_subnet: str | None = None) -> NetworkModel:
     """Pods on the node subnet ('flat') or on their own range ('separate'), decided from nodes and pods.
 
@@ -123,10 +129,7 @@ def network_model(cluster: Cluster, node_subnet: str | None = None) -> NetworkMo
     subnet, e.g. '10.0.0.0/16'), else on the lab its plan's, else inferred from the node IPs, and the
     verdict then says it is guessing.
     """
-    a = _addresses(cluster)
-    subnet, source = _node_subnet(cluster, node_subnet)
-    model = classify(a.node_ips, a.pod_ips, a.pod_cidrs, subnet)
-    return dataclasses.replace(model, node_network_source=source) if source else model
+    return _model(cluster, _addresses(cluster), node_subnet)
 
 
 #: Where a configured pod range comes from, when one is found.
@@ -203,10 +206,7 @@ def address_plan(cluster: Cluster, node_subnet: str | None = None) -> dict:
     """Everything `plots.plot_address_space` draws: ranges and the addresses inside them, and where
     the node network and the pod range come from (given, configured, or inferred and said so)."""
     a = _addresses(cluster)
-    subnet, known_from = _node_subnet(cluster, node_subnet)
-    model = classify(a.node_ips, a.pod_ips, a.pod_cidrs, subnet)
-    if known_from:
-        model = dataclasses.replace(model, node_network_source=known_from)
+    model = _model(cluster, a, node_subnet)
     svc_range = service_range(cluster)
     configured, source = configured_pod_range(cluster)
     derived = pod_range(a.pod_cidrs)

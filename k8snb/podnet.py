@@ -60,6 +60,16 @@ def choose_server(pods: list[dict], client_node: str) -> tuple[PodAddress, bool]
     return (elsewhere[0], True) if elsewhere else (ready[0], False)
 
 
+def client_and_server(cluster: Cluster, namespace: str = NAMESPACE) -> tuple[PodAddress, PodAddress, bool]:
+    """(netshoot, an nginx-hello pod on another node when there is one, whether it is on another
+    node): the two ends of a pod-to-pod call, the same for `pod_to_pod` and `wire.on_the_wire`."""
+    name = pod_for(cluster, CLIENT_APP, namespace)  # checks the namespace's spelling too
+    client = pod_address(cluster.api.get(f"/api/v1/namespaces/{namespace}/pods/{name}"))
+    pods = cluster.api.list(f"/api/v1/namespaces/{namespace}/pods", labelSelector=f"app={SERVER_APP}")
+    server, cross_node = choose_server(pods, client.node)
+    return client, server, cross_node
+
+
 def url_for(ip: str) -> str:
     """The URL of the hello page at a pod IP (brackets around an IPv6 address)."""
     host = f"[{ip}]" if ":" in ip else ip
@@ -116,10 +126,7 @@ def pod_to_pod(cluster: Cluster, namespace: str = NAMESPACE) -> pd.DataFrame:
     On simulated nodes (no packet flows) the row is modeled, says so, and reports the client's own
     IP as what a cluster without NAT between pods delivers. attrs['summary'] is one sentence.
     """
-    name = pod_for(cluster, CLIENT_APP, namespace)  # checks the namespace's spelling too
-    client = pod_address(cluster.api.get(f"/api/v1/namespaces/{namespace}/pods/{name}"))
-    pods = cluster.api.list(f"/api/v1/namespaces/{namespace}/pods", labelSelector=f"app={SERVER_APP}")
-    server, cross_node = choose_server(pods, client.node)
+    client, server, cross_node = client_and_server(cluster, namespace)
     if not can_carry_traffic(cluster):
         row = pod_to_pod_row(client, server, cross_node, client.ip, "modeled")
     else:

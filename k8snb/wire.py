@@ -20,8 +20,8 @@ from .cluster import Cluster
 from .errors import K8snbError
 from .learner import NAMESPACE
 from .nodeview import NODE_POD_CONTAINER, node_pod
-from .podnet import CLIENT_APP, REQUEST_TIMEOUT, SERVER_APP, choose_server, pod_address, url_for
-from .probe import can_carry_traffic, exec_argv, pod_for
+from .podnet import REQUEST_TIMEOUT, client_and_server, url_for
+from .probe import can_carry_traffic, exec_argv
 
 #: Seconds tcpdump may listen in all (it stops earlier, after CAPTURED packets).
 CAPTURE_SECONDS = 20
@@ -87,10 +87,7 @@ def _not_captured(why: str) -> pd.DataFrame:
 
 
 def _capture(cluster: Cluster, namespace: str) -> pd.DataFrame:
-    client = pod_address(cluster.api.get(f"/api/v1/namespaces/{namespace}/pods/"
-                                         f"{pod_for(cluster, CLIENT_APP, namespace)}"))
-    pods = cluster.api.list(f"/api/v1/namespaces/{namespace}/pods", labelSelector=f"app={SERVER_APP}")
-    server, cross_node = choose_server(pods, client.node)
+    client, server, cross_node = client_and_server(cluster, namespace)
     viewer = node_pod(cluster, server.node, namespace)
     routes = exec_argv(cluster, viewer, ["ip", "route"], namespace, container=NODE_POD_CONTAINER).stdout
     started, sent = time.monotonic(), []

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 import k8snb
+from k8snb import classroom
 from k8snb.errors import Forbidden
 
 pytestmark = pytest.mark.cluster
@@ -60,16 +61,8 @@ def learner_kubeconfig(cluster, tmp_path):
     req = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}}
     token = cluster.api.request("POST", "/api/v1/namespaces/default/serviceaccounts/k8snb-learner/token",
                                 body=req).json()["status"]["token"]
-    admin = yaml.safe_load(Path(cluster.kubeconfig.split(":")[0]).read_text())
-    entry = next(c["cluster"] for c in admin["clusters"])
-    trust = ({"certificate-authority-data": entry["certificate-authority-data"]}
-             if "certificate-authority-data" in entry else {"insecure-skip-tls-verify": True})
-    cfg = {"apiVersion": "v1", "kind": "Config", "current-context": "learner",
-           "clusters": [{"name": "c", "cluster": {"server": cluster.server, **trust}}],
-           "users": [{"name": "learner", "user": {"token": token}}],
-           "contexts": [{"name": "learner", "context": {"cluster": "c", "user": "learner"}}]}
     path = tmp_path / "learner.kubeconfig"
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(yaml.safe_dump(classroom.account_kubeconfig(cluster, "learner", "default", token)))
     yield path
     for obj in reversed(objs):
         if obj["kind"] != "Namespace":
